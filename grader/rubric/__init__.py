@@ -1,0 +1,64 @@
+"""Rubric stage: load a rubric (validated) and turn check verdicts into scores per criterion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from grader.errors import RubricError, UsageError
+from grader.rubric.models import CRITERIA, Rubric
+
+__all__ = ["Rubric", "load_rubric", "score"]
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_rubric(path: Path) -> Rubric:
+    """Read and validate a rubric file; every problem is reported as `dotted.path: message`."""
+    if not path.is_file():
+        raise UsageError(f"no rubric at {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RubricError(str(path), [f"(yaml): {exc}"]) from None
+    try:
+        return Rubric.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # Drop the discriminator tag pydantic adds to union locations ("items.3.check.hint").
+            loc = tuple(p for p in err["loc"] if p not in ("check", "question", "manual", "number", "choice")
+                        or not isinstance(p, str) or p == err["loc"][-1])
+            problems.append(f"{_dotted(loc)}: {err['msg']}")
+        raise RubricError(str(path), problems) from None
+
+
+def score(rubric: Rubric, checks: list[dict]) -> dict:
+    """Totals from per-item results (`checks` as in result.json): score, bonus, criteria with pending."""
+    criteria = {c: {"score": 0.0, "max_score": 0.0, "pending": 0.0} for c in CRITERIA}
+    total = bonus = 0.0
+    for check in checks:
+        item = rubric.item(check["id"])
+        if item.bonus:
+            bonus += check["score"]
+            continue
+        entry = criteria[item.criterion]
+        entry["max_score"] += item.points
+        entry["score"] += check["score"]
+        if check["status"] == "pending":
+            entry["pending"] += item.points
+        total += check["score"]
+    for entry in criteria.values():
+        for key in entry:
+            entry[key] = round(entry[key], 4)
+    return {
+        "score": round(total, 4),
+        "max_score": rubric.points,
+        "bonus": round(min(bonus, rubric.bonus_max), 4),
+        "bonus_max": rubric.bonus_max,
+        "criteria": criteria,
+    }

@@ -1,0 +1,1 @@
+"""Reference implementations that the grader compares student submissions against."""
