@@ -1,0 +1,154 @@
+"""Assignments the grader can judge: their public probe calls and checks, and where the staff's
+reference code and hidden checks are found (when this installation has them).
+
+The engine (this package) is what students get. `reference/` (reference implementations, hidden
+checks, answer keys) is the staff's and may be absent: then public checks run from expected
+outputs stored as data (`data/<id>.expected.safetensors`, made by `grade expected ID`), and
+hidden checks and answer keys are reported as pending ("judged by the course grader").
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from grader.errors import UsageError
+from grader.judge import CheckDef
+from grader.probe import ProbeCall
+
+DATA_DIR = Path(__file__).with_name("data")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class AssignmentSpec:
+    id: str
+    make_inputs: Callable[[int], dict[str, torch.Tensor]]
+    calls: list[ProbeCall]
+    checks: dict[str, CheckDef]
+    reference_module: str               # e.g. "reference.self_attention" (staff only)
+    hidden_module: str | None = None    # e.g. "reference.hidden_checks.w6_self_attention" (staff only)
+    public_seed: int = 20261128         # inputs of the stored expected outputs (student side)
+    skip_lint_tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def expected_path(self) -> Path:
+        return DATA_DIR / f"{self.id}.expected.safetensors"
+
+
+@dataclass
+class StaffSide:
+    """What only the course staff's installation has."""
+
+    reference: ModuleType | None
+    hidden: ModuleType | None
+
+    @property
+    def answer_keys(self) -> dict | None:
+        return getattr(self.hidden, "ANSWER_KEYS", None) if self.hidden else None
+
+
+def staff_dir() -> Path | None:
+    """The folder that holds `reference/`: $GRADER_STAFF_DIR, else the repository this engine was
+    installed from (a development checkout). A student's installation has neither."""
+    configured = os.environ.get("GRADER_STAFF_DIR")
+    if configured:
+        return Path(configured) if configured.lower() not in ("", "none") and Path(configured).is_dir() else None
+    return REPO_ROOT if (REPO_ROOT / "reference" / "__init__.py").is_file() else None
+
+
+def _import_from(root: Path, name: str) -> ModuleType | None:
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        return None
+
+
+def load_staff(spec: AssignmentSpec) -> StaffSide:
+    root = staff_dir()
+    if root is None:
+        return StaffSide(None, None)
+    reference = _import_from(root, spec.reference_module)
+    hidden = _import_from(root, spec.hidden_module) if spec.hidden_module else None
+    return StaffSide(reference, hidden)
+
+
+def get_spec(assignment_id: str) -> AssignmentSpec:
+    from grader.assignments import w6_self_attention
+
+    specs = {w6_self_attention.SPEC.id: w6_self_attention.SPEC}
+    if assignment_id not in specs:
+        raise UsageError(f"assignment {assignment_id!r} has no automatic checks yet; gradable: {', '.join(specs)}")
+    return specs[assignment_id]
+
+
+def _run_reference(reference: ModuleType, calls: list[ProbeCall], inputs: dict[str, torch.Tensor]
+                   ) -> dict[str, list[torch.Tensor | None]]:
+    expected: dict[str, list[torch.Tensor | None]] = {}
+    for call in calls:
+        fn = getattr(reference, call.function)
+        kwargs = dict(call.kwargs)
+        kwargs.update({k: inputs[v].clone() for k, v in call.tensor_kwargs.items()})
+        with torch.no_grad():
+            value = fn(*(inputs[n].clone() for n in call.args), **kwargs)
+        values = list(value) if isinstance(value, (tuple, list)) else [value]
+        expected[call.id] = [v.detach().cpu() if isinstance(v, torch.Tensor) else None for v in values]
+    return expected
+
+
+@dataclass
+class ProbeMaterial:
+    """Inputs the probe gets, the calls it makes and the values the judge expects back."""
+
+    inputs: dict[str, torch.Tensor]
+    calls: list[ProbeCall]
+    checks: dict[str, CheckDef]
+    expected: dict[str, list[torch.Tensor | None]] | None
+    mode: str          # "live" (reference code, secret seed) or "stored" (public seed, stored outputs)
+
+
+def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int) -> ProbeMaterial:
+    checks = dict(spec.checks)
+    if staff.reference is not None:
+        inputs = spec.make_inputs(seed)
+        calls = list(spec.calls)
+        if staff.hidden is not None:
+            inputs.update(staff.hidden.make_inputs(seed))
+            calls += staff.hidden.CALLS
+            checks.update(staff.hidden.CHECKS)
+        return ProbeMaterial(inputs, calls, checks, _run_reference(staff.reference, calls, inputs), "live")
+    # No reference here (a student's installation): the public calls, on the public seed's inputs,
+    # against the expected outputs stored when the staff built the engine.
+    inputs = spec.make_inputs(spec.public_seed)
+    expected = None
+    if spec.expected_path.is_file():
+        stored = load_file(str(spec.expected_path))
+        expected = {}
+        for call in spec.calls:
+            count = sum(1 for key in stored if key.startswith(f"{call.id}/"))
+            expected[call.id] = [stored.get(f"{call.id}/{i}") for i in range(count)]
+    return ProbeMaterial(inputs, list(spec.calls), checks, expected, "stored")
+
+
+def write_expected(spec: AssignmentSpec, staff: StaffSide, path: Path | None = None) -> Path:
+    """Store the reference's outputs on the public seed's inputs (run by the staff, with reference/)."""
+    if staff.reference is None:
+        raise UsageError("the reference code is not available here: run this from the staff repository")
+    inputs = spec.make_inputs(spec.public_seed)
+    expected = _run_reference(staff.reference, spec.calls, inputs)
+    flat = {f"{cid}/{i}": t.contiguous() for cid, values in expected.items() for i, t in enumerate(values)
+            if t is not None}
+    target = path or spec.expected_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(flat, str(target))
+    return target

@@ -87,6 +87,8 @@ def fmt_points(value: Any) -> str:
     f = _num(value)
     if f is None:
         return "—"
+    if abs(f) >= 1e6:
+        return f"{f:.6g}"
     text = f"{f:.2f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
@@ -127,7 +129,8 @@ def _safe_href(path: Any) -> str | None:
 # links/images, tables, strikethrough, math is left alone); `&`, `<`, `>` become entities so
 # that no raw HTML (or autolink) survives.
 _MD_INLINE = re.compile(r"([\\`*_\[\]|~#])")
-_MD_LINE_START = re.compile(r"^(\s*)([-+=]|\d+[.)])")
+# at the start of a line: bullets, setext underlines / thematic breaks, ordered-list markers
+_MD_LINE_START = re.compile(r"^(\s*)([-+=]|\d{1,9}[.)](?=\s|$))")
 
 
 def _md_escape_line(line: str) -> str:
@@ -467,7 +470,6 @@ def render_html(result: dict[str, Any], *, include_guidance: bool = False) -> st
 def render_markdown(result: dict[str, Any], *, include_guidance: bool = False) -> str:
     view = build_view(result, include_guidance=include_guidance)
     text = _environment(html=False).get_template("feedback.md.j2").render(**view)
-    text = re.sub(r"\n{3,}", "\n\n", text)  # template whitespace, never inside fenced blocks' meaning
     return text.rstrip("\n") + "\n"
 
 
@@ -555,7 +557,7 @@ def render_summary(result: dict, console: Console) -> None:
         line = Text("Execution: ", style="bold yellow")
         line.append(p["label"])
         if p["cell"] is not None:
-            line.append(f" in cell {p['cell']}")
+            line.append(f" (cell {p['cell']})")
         if p["message"]:
             line.append(": " + p["message"].split("\n")[-1])
         console.print(line)

@@ -1,0 +1,194 @@
+"""The library entry point: one submission in, one result out.
+
+intake -> sandbox (runs the notebook + probe) -> probe (read its plain outputs) -> judge ->
+rubric -> report. Each stage is a package with one entry function; this module only wires them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import grader
+from grader.assignments import get_spec, load_staff, prepare_probe
+from grader.assignments.catalog import CATALOG
+from grader.errors import GraderError, SubmissionRejected, UsageError
+from grader.intake import intake
+from grader.judge import CheckContext, judge
+from grader.judge.quality import function_cells
+from grader.probe import build_probe_source, new_nonce, read_probe
+from grader.report import write_reports
+from grader.rubric import load_rubric, score
+from grader.sandbox import ExecutionResult, SandboxJob, run_notebook
+
+CRITERIA_EMPTY = {c: {"score": 0.0, "max_score": 0.0, "pending": 0.0}
+                  for c in ("implementation", "theory", "experiments", "code_quality")}
+
+
+@dataclass
+class GradeOptions:
+    assignment: str | None = None
+    sandbox: str = "auto"
+    cell_timeout_s: float = 600.0
+    timeout_s: float = 1800.0
+    memory_mb: int = 4096
+    seed: int | None = None
+    profile: str = "smoke"
+    device: str = "cpu"
+    data_dir: Path | None = None
+    gpus: str | None = None
+    call_timeout_s: float = 60.0
+
+
+def rubrics_dir() -> Path:
+    """$GRADER_RUBRICS_DIR, else the repository's rubrics/ folder."""
+    configured = os.environ.get("GRADER_RUBRICS_DIR")
+    return Path(configured) if configured else Path(grader.__file__).resolve().parent.parent / "rubrics"
+
+
+def _base_result(assignment: str | None, started: float) -> dict:
+    info = CATALOG.get(assignment or "")
+    return {
+        "assignment": assignment,
+        "title": info.title if info else None,
+        "status": "error",
+        "reason": None,
+        "score": 0.0,
+        "max_score": float(info.points) if info else 0.0,
+        "bonus": 0.0,
+        "bonus_max": 0.0,
+        "criteria": json.loads(json.dumps(CRITERIA_EMPTY)),
+        "checks": [],
+        "submission": None,
+        "execution": None,
+        "executed_notebook": None,
+        "duration_s": round(time.monotonic() - started, 3),
+        "grader_version": grader.__version__,
+    }
+
+
+def _mark_problems(notebook: dict, execution: ExecutionResult) -> dict:
+    """Mark the failing cells of the executed notebook (papermill-style): a warning cell before
+    each, and the problem in the cell's metadata."""
+    marked = json.loads(json.dumps(notebook))
+    by_position = {p.cell: p for p in execution.problems if p.cell is not None and not p.in_probe}
+    cells, position = [], 0
+    for cell in marked.get("cells", []):
+        if "injected-parameters" not in cell.get("metadata", {}).get("tags", []):
+            position += 1
+            problem = by_position.get(position)
+            if problem is not None:
+                warning = {"cell_type": "markdown", "metadata": {"tags": ["grader-problem"]},
+                           "source": f"<span id=\"grader-problem-{position}\"></span>\n"
+                                     f"**Grader: {problem.kind.replace('_', ' ')} in the next cell (cell {position}).** "
+                                     f"{problem.message}"}
+                if "id" in cell:
+                    warning["id"] = f"grader-problem-{position}"
+                cells.append(warning)
+                cell.setdefault("metadata", {})["grader"] = {"problem": problem.kind, "message": problem.message}
+        cells.append(cell)
+    marked["cells"] = cells
+    return marked
+
+
+def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | None = None,
+                     *, progress: Callable[[str], None] | None = None) -> dict:
+    """Grade one submission. Returns the result (result.json's content) and, with `out_dir`,
+    writes result.json, feedback.html, feedback.md and executed.ipynb there.
+
+    Raises UsageError for bad options; a rejected submission or a grader failure is returned as a
+    result with status "rejected" / "error" (and written), so callers can always report it.
+    """
+    options = options or GradeOptions()
+    say = progress or (lambda message: None)
+    started = time.monotonic()
+    if options.profile not in ("smoke", "full"):
+        raise UsageError(f"unknown profile {options.profile!r}: choose smoke or full")
+    if options.assignment is not None:
+        get_spec(options.assignment)  # fail fast on an unknown assignment, before any work
+    workspace = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    result = _base_result(options.assignment, started)
+    try:
+        say("reading the submission")
+        try:
+            submission = intake(Path(path), workspace / "submission", assignment=options.assignment)
+        except SubmissionRejected as exc:
+            result.update(status="rejected", reason=str(exc))
+            return _finish(result, out_dir, started)
+        info = submission.assignment
+        result.update(assignment=info.id, title=info.title, max_score=float(info.points))
+        result["submission"] = {"source": str(path), "sha256": submission.sha256,
+                                "notebook": submission.notebook.name, "notes": list(submission.notes)}
+        spec = get_spec(info.id)
+        rubric = load_rubric(rubrics_dir() / f"{info.id}.yaml")
+        result.update(title=rubric.title, max_score=rubric.points, bonus_max=rubric.bonus_max)
+        staff = load_staff(spec)
+        seed = options.seed if options.seed is not None else secrets.randbits(31)
+        material = prepare_probe(spec, staff, seed)
+        notebook = json.loads(submission.notebook.read_text(encoding="utf-8"))
+        nonce = new_nonce()
+        probe_dir = workspace / "probe"
+        # The notebook's own SEED is not the probe's seed: that one stays secret from the notebook.
+        parameters = {"SEED": 0, "DEVICE": options.device,
+                      "DATA_DIR": str(options.data_dir) if options.data_dir else "data", "PROFILE": options.profile}
+        job = SandboxJob(
+            notebook=notebook, workdir=submission.root, probe_dir=probe_dir, parameters=parameters,
+            probe_source=lambda paths: build_probe_source(
+                material.calls, material.inputs, paths, device=options.device, nonce=nonce,
+                call_timeout_s=options.call_timeout_s),
+            cell_timeout_s=options.cell_timeout_s, timeout_s=options.timeout_s, memory_mb=options.memory_mb,
+            data_dir=options.data_dir, gpus=options.gpus,
+        )
+        say(f"running {submission.notebook.name} ({options.profile} profile)")
+        execution = run_notebook(job, options.sandbox)
+        result["execution"] = execution.to_json()
+        say("judging")
+        probe = read_probe(probe_dir, material.calls, nonce, ran=execution.probe_ran)
+        context = CheckContext(
+            notebook=notebook, submission_root=submission.root, deliverables=submission.deliverables,
+            execution=execution, probe=probe, inputs=material.inputs, expected=material.expected,
+            function_cells=function_cells(notebook),
+        )
+        checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys)
+        result.update(score(rubric, checks))
+        result["checks"] = checks
+        result["status"] = "graded"
+        result["deliverables"] = [vars(d) for d in submission.deliverables]
+        result["judged_with"] = material.mode
+        if execution.notebook is not None and out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            executed = _mark_problems(execution.notebook, execution)
+            (out_dir / "executed.ipynb").write_text(json.dumps(executed, ensure_ascii=False, indent=1),
+                                                    encoding="utf-8")
+            result["executed_notebook"] = "executed.ipynb"
+        return _finish(result, out_dir, started)
+    except UsageError:
+        raise
+    except GraderError as exc:
+        result.update(status="error", reason=str(exc))
+        return _finish(result, out_dir, started)
+    except Exception as exc:  # noqa: BLE001 - the grader's own bug: reported as an error result
+        result.update(status="error", reason=f"internal error: {type(exc).__name__}: {exc}")
+        result["traceback"] = traceback.format_exc()[-4000:]
+        return _finish(result, out_dir, started)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _finish(result: dict, out_dir: Path | None, started: float) -> dict:
+    result["duration_s"] = round(time.monotonic() - started, 3)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / "result.json.tmp"
+        tmp.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(out_dir / "result.json")
+        write_reports(result, out_dir)
+    return result
