@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Callable
 
 import grader
-from grader.assignments import get_spec, load_staff, prepare_probe
+from grader.assignments import check_gradable
 from grader.assignments.catalog import CATALOG
 from grader.errors import GraderError, SubmissionRejected, UsageError
 from grader.intake import intake
-from grader.judge import CheckContext, judge
-from grader.judge.quality import function_cells
-from grader.probe import build_probe_source, new_nonce, read_probe
 from grader.report import write_reports
 from grader.rubric import load_rubric, score
-from grader.sandbox import ExecutionResult, SandboxJob, run_notebook
+from grader.sandbox import ExecutionResult, SandboxJob, SandboxPaths, run_notebook
+
+# Deliberately not imported here: torch and everything that needs it (assignments' checks, probe,
+# judge). They load in the sandbox feeder thread while the student's notebook already runs.
 
 CRITERIA_EMPTY = {c: {"score": 0.0, "max_score": 0.0, "pending": 0.0}
                   for c in ("implementation", "theory", "experiments", "code_quality")}
@@ -113,7 +113,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
     if options.profile not in ("smoke", "full"):
         raise UsageError(f"unknown profile {options.profile!r}: choose smoke or full")
     if options.assignment is not None:
-        get_spec(options.assignment)  # fail fast on an unknown assignment, before any work
+        check_gradable(options.assignment)  # fail fast on an unknown assignment, before any work
     workspace = Path(tempfile.mkdtemp(prefix="grader-run-"))
     result = _base_result(options.assignment, started)
     try:
@@ -127,23 +127,33 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         result.update(assignment=info.id, title=info.title, max_score=float(info.points))
         result["submission"] = {"source": str(path), "sha256": submission.sha256,
                                 "notebook": submission.notebook.name, "notes": list(submission.notes)}
-        spec = get_spec(info.id)
+        check_gradable(info.id)
         rubric = load_rubric(rubrics_dir() / f"{info.id}.yaml")
         result.update(title=rubric.title, max_score=rubric.points, bonus_max=rubric.bonus_max)
-        staff = load_staff(spec)
         seed = options.seed if options.seed is not None else secrets.randbits(31)
-        material = prepare_probe(spec, staff, seed)
-        notebook = json.loads(submission.notebook.read_text(encoding="utf-8"))
-        nonce = new_nonce()
+        notebook = json.loads(submission.notebook.read_text(encoding="utf-8-sig"))
+        nonce = secrets.token_hex(8)
         probe_dir = workspace / "probe"
+        prepared: dict = {}
+
+        def prepare(paths: SandboxPaths) -> str:
+            # Runs while the notebook runs (see grader.sandbox.local.feed_stdin).
+            from grader.assignments import get_spec, load_staff, prepare_probe
+            from grader.probe import build_probe_source
+
+            spec = get_spec(info.id)
+            staff = load_staff(spec)
+            material = prepare_probe(spec, staff, seed)
+            prepared.update(staff=staff, material=material)
+            return build_probe_source(material.calls, material.inputs, paths, device=options.device,
+                                      nonce=nonce, call_timeout_s=options.call_timeout_s)
+
         # The notebook's own SEED is not the probe's seed: that one stays secret from the notebook.
         parameters = {"SEED": 0, "DEVICE": options.device,
                       "DATA_DIR": str(options.data_dir) if options.data_dir else "data", "PROFILE": options.profile}
         job = SandboxJob(
             notebook=notebook, workdir=submission.root, probe_dir=probe_dir, parameters=parameters,
-            probe_source=lambda paths: build_probe_source(
-                material.calls, material.inputs, paths, device=options.device, nonce=nonce,
-                call_timeout_s=options.call_timeout_s),
+            probe_source=prepare,
             cell_timeout_s=options.cell_timeout_s, timeout_s=options.timeout_s, memory_mb=options.memory_mb,
             data_dir=options.data_dir, gpus=options.gpus,
         )
@@ -151,6 +161,18 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         execution = run_notebook(job, options.sandbox)
         result["execution"] = execution.to_json()
         say("judging")
+        if job.probe_error is not None:
+            raise job.probe_error
+        from grader.assignments import get_spec, load_staff, prepare_probe
+        from grader.judge import CheckContext, judge
+        from grader.judge.quality import function_cells
+        from grader.probe import read_probe
+
+        if "material" not in prepared:  # the run ended before it asked for the probe
+            spec = get_spec(info.id)
+            prepared["staff"] = load_staff(spec)
+            prepared["material"] = prepare_probe(spec, prepared["staff"], seed)
+        material, staff = prepared["material"], prepared["staff"]
         probe = read_probe(probe_dir, material.calls, nonce, ran=execution.probe_ran)
         context = CheckContext(
             notebook=notebook, submission_root=submission.root, deliverables=submission.deliverables,

@@ -15,14 +15,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Callable
 
 from grader.errors import UsageError
-from grader.judge import CheckDef
-from grader.probe import ProbeCall
+
+if TYPE_CHECKING:  # torch is imported lazily: the CLI starts the sandbox before it needs torch
+    import torch
+
+    from grader.judge import CheckDef
+    from grader.probe import ProbeCall
+
+# Assignments with automatic checks: id -> the module defining SPEC.
+GRADABLE = {"w6-self-attention": "grader.assignments.w6_self_attention"}
 
 DATA_DIR = Path(__file__).with_name("data")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,17 +87,21 @@ def load_staff(spec: AssignmentSpec) -> StaffSide:
     return StaffSide(reference, hidden)
 
 
-def get_spec(assignment_id: str) -> AssignmentSpec:
-    from grader.assignments import w6_self_attention
+def check_gradable(assignment_id: str) -> None:
+    if assignment_id not in GRADABLE:
+        raise UsageError(f"assignment {assignment_id!r} has no automatic checks yet; "
+                         f"gradable: {', '.join(GRADABLE)}")
 
-    specs = {w6_self_attention.SPEC.id: w6_self_attention.SPEC}
-    if assignment_id not in specs:
-        raise UsageError(f"assignment {assignment_id!r} has no automatic checks yet; gradable: {', '.join(specs)}")
-    return specs[assignment_id]
+
+def get_spec(assignment_id: str) -> AssignmentSpec:
+    check_gradable(assignment_id)
+    return importlib.import_module(GRADABLE[assignment_id]).SPEC
 
 
 def _run_reference(reference: ModuleType, calls: list[ProbeCall], inputs: dict[str, torch.Tensor]
                    ) -> dict[str, list[torch.Tensor | None]]:
+    import torch
+
     expected: dict[str, list[torch.Tensor | None]] = {}
     for call in calls:
         fn = getattr(reference, call.function)
@@ -127,6 +135,8 @@ def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int) -> ProbeMat
             calls += staff.hidden.CALLS
             checks.update(staff.hidden.CHECKS)
         return ProbeMaterial(inputs, calls, checks, _run_reference(staff.reference, calls, inputs), "live")
+    from safetensors.torch import load_file
+
     # No reference here (a student's installation): the public calls, on the public seed's inputs,
     # against the expected outputs stored when the staff built the engine.
     inputs = spec.make_inputs(spec.public_seed)
@@ -144,6 +154,8 @@ def write_expected(spec: AssignmentSpec, staff: StaffSide, path: Path | None = N
     """Store the reference's outputs on the public seed's inputs (run by the staff, with reference/)."""
     if staff.reference is None:
         raise UsageError("the reference code is not available here: run this from the staff repository")
+    from safetensors.torch import save_file
+
     inputs = spec.make_inputs(spec.public_seed)
     expected = _run_reference(staff.reference, spec.calls, inputs)
     flat = {f"{cid}/{i}": t.contiguous() for cid, values in expected.items() for i, t in enumerate(values)

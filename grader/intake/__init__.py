@@ -72,6 +72,8 @@ def intake(path: Path, dest: Path, *, assignment: str | None = None,
     if not source.exists():
         raise UsageError(f"the submission {source} does not exist")
     dest = Path(dest).resolve()
+    if source.is_dir() and (dest == source.resolve() or source.resolve() in dest.parents):
+        raise UsageError(f"the working folder {dest} must not be inside the submission folder {source}")
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise UsageError(f"the working folder {dest} must be empty")

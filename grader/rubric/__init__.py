@@ -13,8 +13,21 @@ from grader.rubric.models import CRITERIA, Rubric
 __all__ = ["Rubric", "load_rubric", "score"]
 
 
+_ITEM_TAGS = {"check", "question", "manual"}
+_QUESTION_TAGS = {"number", "choice"}
+
+
 def _dotted(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    """`items.3.hint` from pydantic's location, without the union tags pydantic inserts
+    (`items.3.check.hint`, `items.5.question.question.number.key`)."""
+    parts: list[str] = []
+    previous = None
+    for part in loc:
+        is_tag = (isinstance(previous, int) and part in _ITEM_TAGS) or (previous == "question" and part in _QUESTION_TAGS)
+        if not is_tag:
+            parts.append(str(part))
+        previous = None if is_tag else part
+    return ".".join(parts) or "(top level)"
 
 
 def load_rubric(path: Path) -> Rubric:
@@ -30,10 +43,7 @@ def load_rubric(path: Path) -> Rubric:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            # Drop the discriminator tag pydantic adds to union locations ("items.3.check.hint").
-            loc = tuple(p for p in err["loc"] if p not in ("check", "question", "manual", "number", "choice")
-                        or not isinstance(p, str) or p == err["loc"][-1])
-            problems.append(f"{_dotted(loc)}: {err['msg']}")
+            problems.append(f"{_dotted(err['loc'])}: {err['msg']}")
         raise RubricError(str(path), problems) from None
 
 

@@ -46,6 +46,7 @@ class SandboxJob:
     data_dir: Path | None = None
     gpus: str | None = None             # None: no GPU; "all", "1", "0,1"
     network: bool = False               # the student's code gets no network unless asked
+    probe_error: Exception | None = None  # set when building the probe failed (the grader's fault)
 
 
 @dataclass

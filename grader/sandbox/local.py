@@ -14,6 +14,7 @@ whole process group, and the per-cell timeout enforced by papermill.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -131,13 +132,12 @@ class LocalBackend:
     def run(self, job: SandboxJob) -> ExecutionResult:
         isolation = detect_isolation()
         paths = self.paths(job, isolation)
-        probe_source = job.probe_source(paths) if job.probe_source else None
         parameters = dict(job.parameters)
         if paths.data is not None:
             parameters["DATA_DIR"] = paths.data
         request = {
             "notebook": job.notebook,
-            "probe_source": probe_source,
+            "probe": job.probe_source is not None,
             "parameters": parameters,
             "cell_timeout_s": job.cell_timeout_s,
             "kernel_name": "python3",
@@ -202,13 +202,8 @@ class LocalBackend:
                 chunks: list[bytes] = []
                 reader = threading.Thread(target=_drain, args=(read_fd, chunks), daemon=True)
                 reader.start()
-                try:
-                    import json
-
-                    proc.stdin.write(json.dumps(request).encode())
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
+                feeder = threading.Thread(target=feed_stdin, args=(proc, request, job, paths), daemon=True)
+                feeder.start()
                 timed_out = False
                 try:
                     proc.wait(timeout=job.timeout_s)
@@ -216,6 +211,7 @@ class LocalBackend:
                     timed_out = True
                     _kill_group(proc)
                 reader.join(timeout=30)
+                feeder.join(timeout=30)
             duration = time.monotonic() - started
             exit_signal = -proc.returncode if proc.returncode and proc.returncode < 0 else None
             events = read_events(b"".join(chunks))
@@ -232,6 +228,25 @@ class LocalBackend:
             duration_s=duration, backend=self.name, isolation=isolation,
             network=job.network or isolation == "none", log_tail=log_tail,
         )
+
+
+def feed_stdin(proc: subprocess.Popen, request: dict, job: SandboxJob, paths: SandboxPaths) -> None:
+    """Send the job, then the probe once it is ready: it is built here, while the notebook runs, so
+    the grader's own start-up (torch, the reference values) hides behind the student's cells."""
+    try:
+        proc.stdin.write((json.dumps(request) + "\n").encode())
+        proc.stdin.flush()
+        if job.probe_source is not None:
+            try:
+                source = job.probe_source(paths)
+            except Exception as exc:  # noqa: BLE001 - reported by the pipeline; the run goes on
+                job.probe_error = exc
+                source = None
+            line = json.dumps({"probe_source": source}) if source is not None else ""
+            proc.stdin.write((line + "\n").encode())
+        proc.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the run ended (or was killed) before it needed the probe
 
 
 def _drain(fd: int, chunks: list[bytes]) -> None:

@@ -4,8 +4,11 @@ This file is copied into the sandbox and run by the sandbox's Python; it imports
 library, nbformat and papermill (never the grader, which the sandbox cannot see).
 
 Protocol:
-- stdin: one JSON job `{"notebook": <nbformat JSON>, "probe_source": str | null, "parameters": {...},
+- stdin, line 1: the JSON job `{"notebook": <nbformat JSON>, "probe": bool, "parameters": {...},
   "cell_timeout_s": float, "kernel_name": str, "cwd": str, "max_cell_bytes": int}`;
+- stdin, line 2 (when "probe" is true): `{"probe_source": str}`, read only when the probe cell is
+  about to run. The grader prepares the probe (secret inputs, reference values) while the
+  student's cells run, and the inputs exist in the sandbox only from the moment the probe starts;
 - the report channel is the file descriptor given as argv[1]: JSON lines `{"event": ...}`:
   `start` (the parameterised notebook, probe cell left out), `cell_start` / `cell_done` (index, and
   the executed cell), and finally `done` (how the run ended).
@@ -35,7 +38,7 @@ def main() -> int:
         report.write(json.dumps({"event": event, **payload}) + "\n")
         report.flush()
 
-    job = json.loads(sys.stdin.read())
+    job = json.loads(sys.stdin.readline())
     import nbformat
     import papermill
     from papermill.engines import NotebookExecutionManager
@@ -53,8 +56,8 @@ def main() -> int:
     nb = parameterize_notebook(nb, job["parameters"], kernel_name=kernel_name, language="python")
     public_cells = list(nb.cells)
     emit("start", notebook=json.loads(nbformat.writes(nb)))
-    if job.get("probe_source"):
-        probe = nbformat.v4.new_code_cell(job["probe_source"])
+    if job.get("probe"):
+        probe = nbformat.v4.new_code_cell("")
         probe.metadata["tags"] = [PROBE_TAG]
         nb.cells.append(probe)
     n_public = len(public_cells)
@@ -73,6 +76,9 @@ def main() -> int:
     original_complete = NotebookExecutionManager.cell_complete
 
     def cell_start(self, cell, cell_index=None, **kwargs):
+        if cell_index >= n_public:
+            line = sys.stdin.readline()
+            cell.source = json.loads(line)["probe_source"] if line.strip() else "pass  # no probe"
         started_at[cell_index] = time.monotonic()
         emit("cell_start", index=cell_index, probe=cell_index >= n_public)
         return original_start(self, cell, cell_index, **kwargs)
