@@ -88,6 +88,10 @@ def load_staff(spec: AssignmentSpec) -> StaffSide:
 
 
 def check_gradable(assignment_id: str) -> None:
+    from grader.assignments.catalog import CATALOG
+
+    if assignment_id not in CATALOG:
+        raise UsageError(f"unknown assignment {assignment_id!r}; the course's assignments: {', '.join(CATALOG)}")
     if assignment_id not in GRADABLE:
         raise UsageError(f"assignment {assignment_id!r} has no automatic checks yet; "
                          f"gradable: {', '.join(GRADABLE)}")

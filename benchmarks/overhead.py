@@ -1,0 +1,64 @@
+"""Grading overhead: `grade` on the reference submission vs plain `papermill` on the same notebook.
+
+    python benchmarks/overhead.py [--repeats 3] [--submission PATH]
+
+Both run as fresh processes, as a TA would run them, interleaved so that machine noise hits both
+alike; the medians and their ratio are printed (target: ratio <= 1.3). `grade` does strictly more
+(sandbox, probe calls, reference values, checks, reports), so the ratio is the price of grading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def timed(argv: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--submission", type=Path, default=REPO / "reference" / "solutions" / "w6-self-attention")
+    args = parser.parse_args()
+    notebook = next(args.submission.glob("*.ipynb"))
+    papermill_s, grade_s, sandbox_s = [], [], []
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+        scratch = Path(tmp)
+        for i in range(args.repeats):
+            work = scratch / f"pm-{i}"
+            shutil.copytree(args.submission, work)
+            papermill_s.append(timed([str(BIN / "papermill"), notebook.name, str(scratch / f"pm-{i}.ipynb"),
+                                      "-p", "PROFILE", "smoke", "--no-progress-bar"], cwd=work))
+            out = scratch / f"grade-{i}"
+            grade_s.append(timed([str(BIN / "grade"), str(args.submission), "--out", str(out), "-q"], cwd=scratch))
+            result = json.loads((out / "result.json").read_text())
+            sandbox_s.append(result["execution"]["duration_s"])
+    pm, gr = statistics.median(papermill_s), statistics.median(grade_s)
+    print(f"submission        : {args.submission.relative_to(REPO) if args.submission.is_relative_to(REPO) else args.submission}")
+    print(f"score             : {result['score']} / {result['max_score']} (+{result['bonus']} bonus), "
+          f"sandbox isolation: {result['execution']['isolation']}")
+    print(f"plain papermill   : median {pm:.2f} s  ({', '.join(f'{t:.2f}' for t in papermill_s)})")
+    print(f"grade (whole CLI) : median {gr:.2f} s  ({', '.join(f'{t:.2f}' for t in grade_s)})")
+    print(f"  of which sandbox: median {statistics.median(sandbox_s):.2f} s")
+    print(f"ratio grade/papermill: {gr / pm:.2f}  (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

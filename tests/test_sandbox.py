@@ -1,0 +1,121 @@
+"""The local sandbox backend, run for real: each failure kind is told apart and tied to its cell."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from grader.errors import SandboxUnavailable, UsageError
+from grader.sandbox import get_backend, local
+
+pytestmark = pytest.mark.notebook
+
+
+def test_a_clean_run_completes_and_returns_the_executed_notebook(run_cells):
+    result = run_cells("x = 6 * 7\nprint(x)")
+    assert result.status == "completed" and result.problems == []
+    outputs = result.notebook["cells"][-1]["outputs"]
+    assert any("42" in "".join(o.get("text", "")) for o in outputs)
+    # papermill's injected parameters cell is in the executed notebook
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in result.notebook["cells"])
+
+
+def test_an_error_names_its_cell_and_later_cells_and_the_probe_still_run(run_cells, tmp_path):
+    result = run_cells("y = 1", "1 / 0", "z = y + 1", probe="open('PROBE_DIR/done', 'w').write(str(z))")
+    assert result.status == "cell_error"
+    [problem] = result.problems
+    # cell 4 of the student's notebook: markdown, parameters, "y = 1", then "1 / 0"
+    assert (problem.kind, problem.cell) == ("cell_error", 4)
+    assert problem.message.startswith("ZeroDivisionError") and problem.source_excerpt == "1 / 0"
+    assert result.probe_ran and (tmp_path / "probe" / "done").read_text() == "2"
+
+
+def test_an_infinite_loop_is_interrupted_by_the_cell_timeout(run_cells):
+    result = run_cells("a = 1", "while True:\n    pass", "b = 2", cell_timeout_s=2)
+    assert result.status == "cell_timeout"
+    [problem] = result.problems
+    assert problem.cell == 4 and "per-cell limit of 2 s" in problem.message
+
+
+def test_the_total_timeout_kills_the_run_and_names_the_running_cell(run_cells):
+    result = run_cells("import time", "time.sleep(30)", cell_timeout_s=60, timeout_s=4)
+    assert result.status == "timeout"
+    [problem] = result.problems
+    assert problem.cell == 4 and "total time limit of 4 s" in problem.message
+    assert result.duration_s < 15
+
+
+def test_a_memory_bomb_is_reported_as_out_of_memory(run_cells):
+    result = run_cells("blocks = []\nwhile True:\n    blocks.append(bytearray(256 * 2**20))", memory_mb=1024)
+    assert result.status == "oom"
+    assert result.problems[0].cell == 3 and result.problems[0].message.startswith("out of memory")
+
+
+def test_a_torch_allocation_over_the_cap_is_out_of_memory_too(run_cells):
+    result = run_cells("import torch\nx = torch.empty(2**31, dtype=torch.float32)\nx.fill_(1)", memory_mb=1536)
+    assert result.status == "oom"
+
+
+def test_os_exit_is_a_dead_kernel_at_its_cell(run_cells):
+    result = run_cells("a = 1", "import os\nos._exit(3)", "b = 2")
+    assert result.status == "kernel_died"
+    assert result.problems[0].cell == 4
+    assert not result.probe_ran
+
+
+@pytest.mark.skipif(local.detect_isolation() == "none", reason="this machine offers no network namespace")
+def test_the_network_is_unreachable(run_cells):
+    result = run_cells("import socket\nsocket.create_connection(('192.0.2.1', 80), timeout=3)")
+    assert result.status == "cell_error"
+    assert result.network is False
+    assert "OSError" in result.problems[0].message or "unreachable" in result.problems[0].message
+
+
+def test_the_grader_environment_does_not_leak_into_the_sandbox(run_cells, monkeypatch):
+    monkeypatch.setenv("GRADER_SECRET_TOKEN", "s3cr3t")
+    result = run_cells("import os\nassert 'GRADER_SECRET_TOKEN' not in os.environ, 'leak'\nprint(sorted(os.environ))")
+    assert result.status == "completed", result.problems
+
+
+@pytest.mark.skipif(local.detect_isolation() != "bwrap", reason="file-system isolation needs bubblewrap")
+def test_the_repository_reference_and_rubrics_are_invisible(run_cells):
+    from tests.conftest import REPO
+
+    result = run_cells(
+        "import os\n"
+        f"assert not os.path.exists({str(REPO / 'reference')!r})\n"
+        f"assert not os.path.exists({str(REPO / 'rubrics')!r})\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('reference') is None\n"
+        "assert importlib.util.find_spec('grader') is None or 'site-packages' in importlib.util.find_spec('grader').origin\n"
+        "open('/usr/evil', 'w')"
+    )
+    assert result.status == "cell_error"
+    assert "Read-only file system" in result.problems[0].message or "Permission" in result.problems[0].message
+
+
+def test_writes_outside_the_working_copy_do_not_reach_the_host(run_cells, tmp_path):
+    marker = tmp_path / "escaped.txt"
+    result = run_cells(f"open({str(marker)!r}, 'w').write('x')")
+    if local.detect_isolation() == "bwrap":
+        assert not marker.exists()
+    else:
+        assert result.status in ("completed", "cell_error")
+
+
+def test_the_registry_knows_local_and_explains_missing_backends():
+    assert get_backend("local").name == "local"
+    assert get_backend("auto").name in ("local", "docker")
+    with pytest.raises(UsageError, match="unknown sandbox 'chroot'"):
+        get_backend("chroot")
+    with pytest.raises(SandboxUnavailable, match="--sandbox local"):
+        get_backend("docker")
+
+
+def test_the_plain_process_fallback_still_runs_and_says_it_is_not_isolated(run_cells, monkeypatch):
+    monkeypatch.setattr(local, "_ISOLATION_CACHE", "none")
+    result = run_cells("print('hello')")
+    assert result.status == "completed"
+    assert (result.isolation, result.network) == ("none", True)
+    assert os.environ.get("GRADER_LOCAL_ISOLATION") is None
