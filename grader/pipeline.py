@@ -133,7 +133,6 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         seed = options.seed if options.seed is not None else secrets.randbits(31)
         notebook = json.loads(submission.notebook.read_text(encoding="utf-8-sig"))
         nonce = secrets.token_hex(8)
-        probe_dir = workspace / "probe"
         prepared: dict = {}
 
         def prepare(paths: SandboxPaths) -> str:
@@ -152,7 +151,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         parameters = {"SEED": 0, "DEVICE": options.device,
                       "DATA_DIR": str(options.data_dir) if options.data_dir else "data", "PROFILE": options.profile}
         job = SandboxJob(
-            notebook=notebook, workdir=submission.root, probe_dir=probe_dir, parameters=parameters,
+            notebook=notebook, workdir=submission.root, parameters=parameters,
             probe_source=prepare,
             cell_timeout_s=options.cell_timeout_s, timeout_s=options.timeout_s, memory_mb=options.memory_mb,
             data_dir=options.data_dir, gpus=options.gpus,
@@ -173,7 +172,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             prepared["staff"] = load_staff(spec)
             prepared["material"] = prepare_probe(spec, prepared["staff"], seed)
         material, staff = prepared["material"], prepared["staff"]
-        probe = read_probe(probe_dir, material.calls, nonce, ran=execution.probe_ran)
+        probe = read_probe(execution.probe_payloads if execution.probe_ran else None, material.calls, nonce)
         context = CheckContext(
             notebook=notebook, submission_root=submission.root, deliverables=submission.deliverables,
             execution=execution, probe=probe, inputs=material.inputs, expected=material.expected,

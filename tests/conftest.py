@@ -28,13 +28,12 @@ def run_cells(tmp_path):
     """Run code cells (after a markdown and a parameters cell) in the local sandbox."""
 
     def run(*sources: str, probe: str | None = None, cell_timeout_s: float = 20, timeout_s: float = 60,
-            memory_mb: int = 1536, env_probe_dir: Path | None = None):
+            memory_mb: int = 1536):
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)
         job = SandboxJob(
-            notebook=make_notebook(*sources), workdir=work, probe_dir=env_probe_dir or tmp_path / "probe",
-            parameters={"SEED": 0}, probe_source=(lambda paths: probe.replace("PROBE_DIR", paths.probe))
-            if probe else None,
+            notebook=make_notebook(*sources), workdir=work,
+            parameters={"SEED": 0}, probe_source=(lambda paths: probe) if probe else None,
             cell_timeout_s=cell_timeout_s, timeout_s=timeout_s, memory_mb=memory_mb,
         )
         return run_notebook(job, "local")

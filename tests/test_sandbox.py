@@ -21,14 +21,20 @@ def test_a_clean_run_completes_and_returns_the_executed_notebook(run_cells):
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in result.notebook["cells"])
 
 
-def test_an_error_names_its_cell_and_later_cells_and_the_probe_still_run(run_cells, tmp_path):
-    result = run_cells("y = 1", "1 / 0", "z = y + 1", probe="open('PROBE_DIR/done', 'w').write(str(z))")
+PUBLISH = ("get_ipython().display_pub.publish(data={'application/vnd.grader.probe+json': str(z)}, metadata={})\n"
+           "print('an ordinary print is not a payload')")
+
+
+def test_an_error_names_its_cell_and_later_cells_and_the_probe_still_run(run_cells):
+    result = run_cells("y = 1", "1 / 0", "z = y + 1", probe=PUBLISH)
     assert result.status == "cell_error"
     [problem] = result.problems
     # cell 4 of the student's notebook: markdown, parameters, "y = 1", then "1 / 0"
     assert (problem.kind, problem.cell) == ("cell_error", 4)
     assert problem.message.startswith("ZeroDivisionError") and problem.source_excerpt == "1 / 0"
-    assert result.probe_ran and (tmp_path / "probe" / "done").read_text() == "2"
+    assert result.probe_ran and result.probe_payloads == ["2"]
+    # the probe cell (and so its secret inputs) is not part of the executed notebook
+    assert all("vnd.grader.probe" not in "".join(c.get("source", "")) for c in result.notebook["cells"])
 
 
 def test_an_infinite_loop_is_interrupted_by_the_cell_timeout(run_cells):

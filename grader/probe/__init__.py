@@ -1,27 +1,28 @@
 """Probe stage: the cell the grader appends after the student's cells, and reading what it wrote.
 
 The probe calls the student's functions (the API the template fixes) on inputs drawn from a
-per-run secret seed and writes plain outputs: `outputs.safetensors` and `probe.json`. Nothing it
-writes is trusted beyond being data: the judge recomputes every expected value itself, from its
-own copy of the inputs, so forged or tampered files can only lose points, never gain them.
+per-run secret seed, and publishes plain outputs (JSON with the tensors as safetensors bytes) as
+a display output of its own cell, under a private MIME type. The sandbox's runner picks that
+output out of the kernel's messages and hands it to the grader over its private channel, so no
+file is involved that the student's code could pre-place or rewrite. The payload is still only
+data to the judge, which recomputes every expected value from its own copy of the inputs: a
+forged payload can lose points, never gain them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from grader.sandbox import SandboxPaths
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
-MAX_PROBE_JSON_BYTES = 4 * 2**20
-MAX_OUTPUTS_BYTES = 512 * 2**20
+PROBE_MIME = "application/vnd.grader.probe+json"  # the runner looks for this very type
 
 
 @dataclass(frozen=True)
@@ -59,34 +60,36 @@ class ProbeReport:
 def build_probe_source(calls: list[ProbeCall], inputs: dict[str, torch.Tensor], paths: SandboxPaths,
                        *, device: str, nonce: str, call_timeout_s: float) -> str:
     plan = {"calls": [c.to_plan() for c in calls], "device": device, "nonce": nonce,
-            "call_timeout_s": call_timeout_s, "answers_variable": "ANSWERS"}
+            "call_timeout_s": call_timeout_s, "answers_variable": "ANSWERS", "mime": PROBE_MIME}
     blob = base64.b64encode(save({k: v.contiguous() for k, v in inputs.items()})).decode("ascii")
     template = KERNEL_SIDE.read_text(encoding="utf-8")
     return (template.replace("__PLAN__", repr(plan))
-            .replace("__INPUTS__", repr(blob))
-            .replace("__OUT_DIR__", repr(paths.probe)))
+            .replace("__INPUTS__", repr(blob)))
 
 
-def new_nonce() -> str:
-    return secrets.token_hex(8)
+def read_probe(payloads: list[str] | None, calls: list[ProbeCall], nonce: str) -> ProbeReport:
+    """Decode what the probe published, as untrusted plain data (JSON, safetensors).
 
-
-def read_probe(probe_dir: Path, calls: list[ProbeCall], nonce: str, *, ran: bool) -> ProbeReport:
-    """Read what the probe wrote, as untrusted plain data (size-capped JSON, safetensors)."""
+    `payloads` is None when the probe never ran. Exactly one payload must carry this run's nonce:
+    anything else (none, or a second one printed by the student's code) makes the report unusable.
+    """
     empty = {c.id: CallOutcome("not_run") for c in calls}
-    json_path, tensors_path = probe_dir / "probe.json", probe_dir / "outputs.safetensors"
-    if not ran:
+    if payloads is None:
         return ProbeReport(False, "the probe did not run (the notebook stopped before the end)", empty, None)
     try:
-        if json_path.is_symlink() or tensors_path.is_symlink():
-            raise ValueError("the probe's files were replaced by links")
-        if json_path.stat().st_size > MAX_PROBE_JSON_BYTES or tensors_path.stat().st_size > MAX_OUTPUTS_BYTES:
-            raise ValueError("the probe's files are too large")
-        report = json.loads(json_path.read_text(encoding="utf-8"))
-        if not isinstance(report, dict) or report.get("nonce") != nonce:
-            raise ValueError("the probe's report does not belong to this run")
-        tensors = load_file(str(tensors_path))
-    except (OSError, ValueError, json.JSONDecodeError, Exception) as exc:  # noqa: BLE001 - untrusted data
+        reports = []
+        for raw in payloads:
+            try:
+                candidate = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(candidate, dict) and candidate.get("nonce") == nonce:
+                reports.append(candidate)
+        if len(reports) != 1:
+            raise ValueError("no result from the probe" if not reports else "more than one probe result")
+        report = reports[0]
+        tensors = load(base64.b64decode(str(report.get("tensors", "")), validate=True))
+    except Exception as exc:  # noqa: BLE001 - untrusted data: any decoding problem is a reason, not a crash
         return ProbeReport(False, f"the probe's results could not be read ({exc})", empty, None)
     outcomes: dict[str, CallOutcome] = {}
     raw_calls = report.get("calls") if isinstance(report.get("calls"), dict) else {}

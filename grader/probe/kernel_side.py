@@ -2,21 +2,23 @@
 # appends after the student's cells. It runs inside the student's kernel, so it trusts nothing
 # there and decides nothing: it calls the student's functions on the grader's inputs and writes
 # plain data (safetensors + JSON). The verdicts are made later, outside, by the judge.
-# Placeholders __PLAN__, __INPUTS__ and __OUT_DIR__ are filled in by grader.probe.build_probe_source.
+# The results leave as one display output of this cell (a private MIME type), which the runner
+# process picks out of the kernel's messages: no file is written that other code could rewrite
+# or pre-place. Placeholders __PLAN__ and __INPUTS__ are filled in by build_probe_source.
 
 
-def __grader_probe(plan, inputs_b64, out_dir):
+def __grader_probe(plan, inputs_b64):
     import base64
     import json
     import math
-    import os
     import signal
     import time
     import traceback
 
     import torch
+    from IPython import get_ipython
     from safetensors.torch import load as load_tensors
-    from safetensors.torch import save_file
+    from safetensors.torch import save as save_tensors
 
     namespace = globals()
     inputs = load_tensors(base64.b64decode(inputs_b64))
@@ -99,11 +101,10 @@ def __grader_probe(plan, inputs_b64, out_dir):
 
     answers = namespace.get(plan.get("answers_variable", "ANSWERS"))
     answers = {str(k)[:100]: plain(v) for k, v in list(answers.items())[:100]} if isinstance(answers, dict) else None
-    os.makedirs(out_dir, exist_ok=True)
-    save_file(tensors, os.path.join(out_dir, "outputs.safetensors"))
-    with open(os.path.join(out_dir, "probe.json"), "w", encoding="utf-8") as handle:
-        json.dump({"nonce": plan["nonce"], "calls": calls, "answers": answers}, handle)
+    payload = {"nonce": plan["nonce"], "calls": calls, "answers": answers,
+               "tensors": base64.b64encode(save_tensors(tensors)).decode("ascii")}
+    get_ipython().display_pub.publish(data={plan["mime"]: json.dumps(payload)}, metadata={})
 
 
-__grader_probe(__PLAN__, __INPUTS__, __OUT_DIR__)
+__grader_probe(__PLAN__, __INPUTS__)
 del __grader_probe

@@ -29,7 +29,6 @@ class SandboxPaths:
     """Where the run's folders appear to the code inside the sandbox."""
 
     work: str
-    probe: str
     data: str | None
 
 
@@ -37,7 +36,6 @@ class SandboxPaths:
 class SandboxJob:
     notebook: dict                      # the student's notebook (nbformat JSON); never modified
     workdir: Path                       # private working copy of the submission: the kernel's cwd
-    probe_dir: Path                     # the probe writes here; only the grader reads it afterwards
     parameters: dict                    # papermill parameters (SEED, DEVICE, DATA_DIR, PROFILE...)
     probe_source: Callable[[SandboxPaths], str] | None  # built once the inside paths are known
     cell_timeout_s: float = 120.0
@@ -64,6 +62,7 @@ class ExecutionResult:
     problems: list[CellProblem]
     notebook: dict | None               # the executed notebook (probe cell left out)
     probe_ran: bool
+    probe_payloads: list[str]           # what the probe published, as the runner saw it (untrusted data)
     duration_s: float
     backend: str
     isolation: str                      # how the run was contained, e.g. "bwrap", "unshare", "none"
@@ -170,16 +169,17 @@ def classify(
     timeout_s: float,
     exit_signal: int | None,
     killed_by_grader: bool,
-) -> tuple[str, list[CellProblem], dict | None, bool]:
-    """Turn the runner's events into (status, problems, executed notebook, probe_ran)."""
+) -> tuple[str, list[CellProblem], dict | None, list[str] | None]:
+    """Turn the runner's events into (status, problems, executed notebook, probe payloads); the
+    payloads are None when the probe did not run."""
     start = next((e for e in events if e["event"] == "start"), None)
     if start is None:
-        return "sandbox_error", [], None, False
+        return "sandbox_error", [], None, None
     notebook = start["notebook"]
     cells = notebook["cells"]
     problems: list[CellProblem] = []
     last_started: dict | None = None
-    probe_ran = False
+    payloads: list[str] | None = None
     done = None
     for event in events:
         kind = event["event"]
@@ -201,7 +201,7 @@ def classify(
                     _excerpt("".join(event["cell"].get("source", ""))),
                 ))
         elif kind == "probe_done":
-            probe_ran = True
+            payloads = [p for p in event.get("payloads", []) if isinstance(p, str)]
             for err in event.get("errors", []):
                 problems.append(CellProblem("cell_error", None, f"{err['ename']}: {err['evalue']}"[:500],
                                             in_probe=True))
@@ -233,7 +233,7 @@ def classify(
             problems.append(CellProblem("cell_timeout", cell, f"the cell ran longer than the per-cell limit "
                                         f"of {cell_timeout_s:g} s", excerpt, in_probe))
         else:
-            return "sandbox_error", problems, notebook, probe_ran
+            return "sandbox_error", problems, notebook, payloads
     elif done is None:
         cell, excerpt, in_probe = running_cell()
         if exit_signal == 9 and not killed_by_grader:
@@ -242,14 +242,14 @@ def classify(
             problems.append(CellProblem("oom", cell, "the run was killed for using too much memory",
                                         excerpt, in_probe))
         else:
-            return "sandbox_error", problems, notebook, probe_ran
+            return "sandbox_error", problems, notebook, payloads
 
     status = "completed"
     for kind in PROBLEM_KINDS:
         if any(p.kind == kind for p in problems):
             status = kind
             break
-    return status, problems, notebook, probe_ran
+    return status, problems, notebook, payloads
 
 
 def read_events(raw: bytes) -> list[dict]:

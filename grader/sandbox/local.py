@@ -4,7 +4,7 @@ Containment, strongest available first:
 - bubblewrap (`bwrap`, Debian's `bubblewrap`): new user/pid/net/ipc/uts namespaces, a read-only
   view of the system and of the Python environment only (not the grader's repository, so neither
   the reference solutions nor hidden checks nor rubrics are reachable), a private /tmp, the
-  working copy and the probe folder as the only writable places, no network (loopback only);
+  working copy as the only writable place (plus a private /tmp), no network (loopback only);
 - `unshare -n` (root only): no network, but the file system is shared;
 - nothing: a plain child process (reported as `isolation: none`, `network: true`).
 Everywhere: a scrubbed environment (none of the grader's variables, tokens or secrets), rlimits
@@ -103,9 +103,8 @@ class LocalBackend:
 
     def paths(self, job: SandboxJob, isolation: str) -> SandboxPaths:
         if isolation == "bwrap":
-            return SandboxPaths(f"{INSIDE_ROOT}/work", f"{INSIDE_ROOT}/probe",
-                                f"{INSIDE_ROOT}/data" if job.data_dir else None)
-        return SandboxPaths(str(job.workdir), str(job.probe_dir), str(job.data_dir) if job.data_dir else None)
+            return SandboxPaths(f"{INSIDE_ROOT}/work", f"{INSIDE_ROOT}/data" if job.data_dir else None)
+        return SandboxPaths(str(job.workdir), str(job.data_dir) if job.data_dir else None)
 
     def _environment(self, home: str, job: SandboxJob) -> dict[str, str]:
         env = {
@@ -143,7 +142,6 @@ class LocalBackend:
             "kernel_name": "python3",
             "cwd": paths.work,
         }
-        job.probe_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="grader-local-") as scratch:
             runner_copy = Path(scratch) / "runner.py"
             shutil.copyfile(RUNNER_PATH, runner_copy)
@@ -160,7 +158,6 @@ class LocalBackend:
                     "--proc", "/proc", "--dev", "/dev",
                     "--tmpfs", "/tmp", "--dir", home,
                     "--bind", str(job.workdir), paths.work,
-                    "--bind", str(job.probe_dir), paths.probe,
                     "--ro-bind", str(runner_copy), f"{INSIDE_ROOT}/runner.py",
                     *(["--ro-bind", str(job.data_dir), paths.data] if job.data_dir and paths.data else []),
                     *(_gpu_binds() if job.gpus else []),
@@ -216,7 +213,7 @@ class LocalBackend:
             exit_signal = -proc.returncode if proc.returncode and proc.returncode < 0 else None
             events = read_events(b"".join(chunks))
             log_tail = log_path.read_bytes()[-4000:].decode("utf-8", errors="replace")
-        status, problems, notebook, probe_ran = classify(
+        status, problems, notebook, payloads = classify(
             events, cell_timeout_s=job.cell_timeout_s, timed_out=timed_out, timeout_s=job.timeout_s,
             exit_signal=exit_signal, killed_by_grader=timed_out,
         )
@@ -224,7 +221,8 @@ class LocalBackend:
             raise SandboxFailure(f"the local sandbox ({isolation}) ended without a report "
                                  f"(exit {proc.returncode}): {log_tail[-800:]}")
         return ExecutionResult(
-            status=status, problems=problems, notebook=notebook, probe_ran=probe_ran,
+            status=status, problems=problems, notebook=notebook, probe_ran=payloads is not None,
+            probe_payloads=payloads or [],
             duration_s=duration, backend=self.name, isolation=isolation,
             network=job.network or isolation == "none", log_tail=log_tail,
         )

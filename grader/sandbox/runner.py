@@ -29,6 +29,8 @@ import time
 import traceback
 
 PROBE_TAG = "grader-probe"
+PROBE_MIME = "application/vnd.grader.probe+json"
+MAX_PROBE_BYTES = 64 * 2**20
 
 
 def main() -> int:
@@ -89,9 +91,14 @@ def main() -> int:
         if cell_index < n_public:
             emit("cell_done", index=cell_index, duration_s=round(duration, 3), cell=cell_payload(cell))
         else:
+            outputs = cell.get("outputs", [])
+            payloads = [o["data"][PROBE_MIME] for o in outputs
+                        if o.get("output_type") == "display_data" and PROBE_MIME in o.get("data", {})]
+            payloads = [p if isinstance(p, str) else json.dumps(p) for p in payloads]
             emit("probe_done", duration_s=round(duration, 3),
+                 payloads=[p for p in payloads if len(p) <= MAX_PROBE_BYTES],
                  errors=[{"ename": o.get("ename"), "evalue": o.get("evalue")}
-                         for o in cell.get("outputs", []) if o.get("output_type") == "error"])
+                         for o in outputs if o.get("output_type") == "error"])
         return result
 
     NotebookExecutionManager.cell_start = cell_start
