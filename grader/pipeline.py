@@ -150,8 +150,12 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         # The notebook's own SEED is not the probe's seed: that one stays secret from the notebook.
         parameters = {"SEED": 0, "DEVICE": options.device,
                       "DATA_DIR": str(options.data_dir) if options.data_dir else "data", "PROFILE": options.profile}
+        # The notebook runs in a copy: what it writes while running (its smoke-profile artifacts)
+        # must not overwrite the deliverables the student submitted, which are what is judged.
+        workdir = workspace / "work"
+        shutil.copytree(submission.root, workdir, symlinks=True)
         job = SandboxJob(
-            notebook=notebook, workdir=submission.root, parameters=parameters,
+            notebook=notebook, workdir=workdir, parameters=parameters,
             probe_source=prepare,
             cell_timeout_s=options.cell_timeout_s, timeout_s=options.timeout_s, memory_mb=options.memory_mb,
             data_dir=options.data_dir, gpus=options.gpus,
