@@ -102,3 +102,18 @@ def test_tagged_answers_are_found_by_tag():
 
 def test_verdict_defaults_to_full_credit():
     assert Verdict("pass").fraction == 1.0
+
+
+def test_the_stored_expected_outputs_match_the_reference(tmp_path):
+    """The student engine judges from stored outputs: they must be what the reference computes now
+    (after changing the reference or the inputs, run `grade expected w6-self-attention`)."""
+    from safetensors.torch import load_file
+
+    from grader.assignments import get_spec, load_staff, write_expected
+
+    spec = get_spec("w6-self-attention")
+    fresh = load_file(str(write_expected(spec, load_staff(spec), tmp_path / "fresh.safetensors")))
+    stored = load_file(str(spec.expected_path))
+    assert fresh.keys() == stored.keys()
+    for key in fresh:
+        assert torch.equal(fresh[key], stored[key]) or torch.allclose(fresh[key], stored[key], equal_nan=True), key
