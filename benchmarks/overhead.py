@@ -45,7 +45,7 @@ def main() -> None:
             work = scratch / f"pm-{i}"
             shutil.copytree(args.submission, work)
             papermill_s.append(timed([str(BIN / "papermill"), notebook.name, str(scratch / f"pm-{i}.ipynb"),
-                                      "-p", "PROFILE", "smoke", "--no-progress-bar"], cwd=work))
+                                      "-p", "PROFILE", "smoke", "-k", "python3", "--language", "python", "--no-progress-bar"], cwd=work))
             out = scratch / f"grade-{i}"
             grade_s.append(timed([str(BIN / "grade"), str(args.submission), "--out", str(out), "-q"], cwd=scratch))
             result = json.loads((out / "result.json").read_text())

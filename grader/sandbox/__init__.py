@@ -79,6 +79,7 @@ class ExecutionResult:
             "duration_s": round(self.duration_s, 3),
             "probe_ran": self.probe_ran,
             "problems": [vars(p) for p in self.problems],
+            **self.extra,
         }
 
 

@@ -177,8 +177,13 @@ class LocalBackend:
             env = self._environment(home, job)
             memory_bytes = job.memory_mb * 2**20
 
+            # The CUDA driver reserves tens of GB of address space, so an address-space cap would
+            # break any GPU run: with a GPU the cap is the container's (docker), not an rlimit.
+            cap_address_space = not job.gpus
+
             def limit_resources() -> None:
-                resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+                if cap_address_space:
+                    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
                 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
                 resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
 
@@ -207,6 +212,9 @@ class LocalBackend:
                 except subprocess.TimeoutExpired:
                     timed_out = True
                     _kill_group(proc)
+                except BaseException:
+                    _kill_group(proc)  # Ctrl-C or a grader crash: leave no sandbox behind
+                    raise
                 reader.join(timeout=30)
                 feeder.join(timeout=30)
             duration = time.monotonic() - started
@@ -225,6 +233,7 @@ class LocalBackend:
             probe_payloads=payloads or [],
             duration_s=duration, backend=self.name, isolation=isolation,
             network=job.network or isolation == "none", log_tail=log_tail,
+            extra={"memory_cap": "address space" if cap_address_space else "none (GPU run)"},
         )
 
 
