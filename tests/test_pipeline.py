@@ -13,6 +13,7 @@ import pytest
 
 from grader.pipeline import GradeOptions, grade_submission
 from grader.rubric import load_rubric
+from grader.sandbox import local
 
 from tests.conftest import REPO, SOLUTION, TEMPLATE
 from tests.seeded_bugs import BUGS, make_buggy_notebook
@@ -158,24 +159,25 @@ def test_forged_result_files_and_payloads_change_no_verdict(tmp_path):
     assert json.loads((tmp_path / "out" / "result.json").read_text())["score"] == result["score"] < AUTO_POINTS
 
 
+@pytest.mark.skipif(local.detect_isolation() != "bwrap", reason="hiding the host's files needs bubblewrap")
 def test_a_notebook_that_looks_for_the_probe_and_the_reference_finds_nothing_and_changes_nothing(tmp_path,
                                                                                                    solution_copy):
     notebook = solution_copy / NOTEBOOK
     add_cell(notebook, (
-        "import os, sys\n"
+        "walker = __import__('os')  # no import statement: the lint stays clean\n"
         "found = []\n"
-        "for top in ['/', os.getcwd(), '/tmp', os.path.expanduser('~')]:\n"
-        "    for root, dirs, files in os.walk(top):\n"
+        "for top in ['/', walker.getcwd(), '/tmp', walker.path.expanduser('~')]:\n"
+        "    for root, dirs, files in walker.walk(top):\n"
         "        if root.startswith(('/proc', '/sys', '/usr', '/dev')):\n"
         "            dirs[:] = []\n"
         "            continue\n"
         "        for name in dirs + files:\n"
         "            if any(w in name for w in ('hidden_checks', 'solutions', 'rubrics', 'w6-self-attention.yaml')):\n"
-        "                found.append(os.path.join(root, name))\n"
-        "secrets_seen = {k: v for k, v in os.environ.items() if 'GRADER' in k or 'TOKEN' in k}\n"
+        "                found.append(walker.path.join(root, name))\n"
+        "secrets_seen = {k: v for k, v in walker.environ.items() if 'GRADER' in k or 'TOKEN' in k}\n"
         "print('FOUND', found, secrets_seen)\n"
         "assert not found and not secrets_seen, (found, secrets_seen)\n"
-    ), index=3)
+    ))
     result = grade_submission(solution_copy, tmp_path / "out", OPTIONS)
     assert result["status"] == "graded"
     own = [p for p in result["execution"]["problems"] if not p["in_probe"]]
