@@ -28,7 +28,7 @@ NOTEBOOK_NAME = "self_attention_optimized.ipynb"
 BUGS: dict[str, tuple[str, str]] = {
     # scaled_dot_product_attention: the scores are not divided by sqrt(d).
     "no_scaling": (
-        "    scores = (q32 @ k32.transpose(-2, -1)) / math.sqrt(d)  # (B, H, Tq, d) @ (B, H, d, Tk) -> (B, H, Tq, Tk)",
+        "    scores = (q32 @ k32.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Tq, d) @ (B, H, d, Tk) -> (B, H, Tq, Tk)",
         "    scores = q32 @ k32.transpose(-2, -1)  # (B, H, Tq, d) @ (B, H, d, Tk) -> (B, H, Tq, Tk)",
     ),
     # scaled_dot_product_attention: the softmax (max, exp, sum) runs over the query axis.
