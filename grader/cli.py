@@ -4,6 +4,7 @@ line on stderr, no traceback); 3 the grader itself failed."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -131,10 +132,19 @@ def validate_rubric(path: Annotated[Path, typer.Argument(help="A rubric YAML fil
 
 
 def run() -> None:
+    """Console entry point."""
     try:
         app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    # Everything is written and closed by now. Skipping the interpreter's teardown saves ~0.6 s
+    # per submission (unloading torch), which matters when a batch grades hundreds of them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
