@@ -227,7 +227,11 @@ def classify(
     elif done is not None and done.get("error"):
         etype, emsg = done["error"]["type"], done["error"]["message"]
         cell, excerpt, in_probe = running_cell()
-        if etype == "DeadKernelError":
+        if etype == "DeadKernelError" and done["error"].get("oom_kills", 0) > 0:
+            # The memory cgroup's OOM killer took the kernel (docker's --memory).
+            problems.append(CellProblem("oom", cell, "out of memory: the kernel was killed for using more "
+                                        "than the memory limit", excerpt, in_probe))
+        elif etype == "DeadKernelError":
             problems.append(CellProblem("kernel_died", cell, "the kernel died while this cell ran "
                                         "(os._exit, a crash in native code, or a signal)", excerpt, in_probe))
         elif etype == "CellTimeoutError":

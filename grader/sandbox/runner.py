@@ -9,13 +9,15 @@ Protocol:
 - stdin, line 2 (when "probe" is true): `{"probe_source": str}`, read only when the probe cell is
   about to run. The grader prepares the probe (secret inputs, reference values) while the
   student's cells run, and the inputs exist in the sandbox only from the moment the probe starts;
-- the report channel is the file descriptor given as argv[1]: JSON lines `{"event": ...}`:
+- the report channel is the file descriptor given as argv[1], or the process's original stdout
+  when argv[1] is "stdout": JSON lines `{"event": ...}`:
   `start` (the parameterised notebook, probe cell left out), `cell_start` / `cell_done` (index, and
   the executed cell), and finally `done` (how the run ended).
 
-Why a private descriptor and not stdout: the kernel is a child of this process and inherits
-stdout/stderr, so anything it prints there could forge a report. Python opens descriptors
-non-inheritable, and the kernel is started without this one, so only this process can write it.
+Why private descriptors: the kernel is a child of this process and inherits stdin/stdout/stderr,
+so it could read the probe before us or forge a report. We keep non-inheritable duplicates,
+point 0 and 1 at /dev/null before the kernel starts, and make this process non-dumpable so the
+kernel (same uid) cannot reach our descriptors through /proc or ptrace.
 The executed cells travel over the same channel, so the grader never trusts a notebook file that
 the student's code could have rewritten.
 """
@@ -33,14 +35,58 @@ PROBE_MIME = "application/vnd.grader.probe+json"
 MAX_PROBE_BYTES = 64 * 2**20
 
 
+def _make_private() -> None:
+    """Keep the kernel (our child, same uid) out of this process: no ptrace, no /proc/PID/fd."""
+    try:
+        import ctypes
+
+        PR_SET_DUMPABLE = 4
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the descriptors below are still not inherited
+
+
+def _private_channels(report_target: str):
+    """(job input, report output) that only this process holds.
+
+    The kernel inherits descriptors 0, 1 and 2; so we keep private, non-inheritable duplicates
+    and point 0 and 1 at /dev/null before the kernel starts. `report_target` is a descriptor
+    number (the local backend passes a pipe) or "stdout" (the docker backend reads the
+    container's stdout)."""
+    job_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    report_fd = os.dup(1) if report_target == "stdout" else int(report_target)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    return job_in, os.fdopen(report_fd, "w", encoding="utf-8", buffering=1)
+
+
+def _oom_kills() -> int:
+    """OOM kills in this sandbox's memory cgroup (a dead kernel in a container is usually one)."""
+    for path, key in (("/sys/fs/cgroup/memory.events", "oom_kill"),
+                      ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")):
+        try:
+            with open(path, encoding="ascii") as handle:
+                for line in handle:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
 def main() -> int:
-    report = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8", buffering=1)
+    _make_private()
+    job_in, report = _private_channels(sys.argv[1])
+    oom_kills_before = _oom_kills()
 
     def emit(event: str, **payload) -> None:
         report.write(json.dumps({"event": event, **payload}) + "\n")
         report.flush()
 
-    job = json.loads(sys.stdin.readline())
+    job = json.loads(job_in.readline())
     import nbformat
     import papermill
     from papermill.engines import NotebookExecutionManager
@@ -79,7 +125,7 @@ def main() -> int:
 
     def cell_start(self, cell, cell_index=None, **kwargs):
         if cell_index >= n_public:
-            line = sys.stdin.readline()
+            line = job_in.readline()
             cell.source = json.loads(line)["probe_source"] if line.strip() else "pass  # no probe"
         started_at[cell_index] = time.monotonic()
         emit("cell_start", index=cell_index, probe=cell_index >= n_public)
@@ -128,7 +174,7 @@ def main() -> int:
         name = type(exc).__name__
         if name != "PapermillExecutionError":  # cell errors are already in the cells' outputs
             outcome["error"] = {"type": name, "message": str(exc)[:2000],
-                                "traceback": traceback.format_exc()[-4000:]}
+                                "traceback": traceback.format_exc()[-4000:], "oom_kills": _oom_kills() - oom_kills_before}
     emit("done", **outcome)
     return 0
 
