@@ -153,10 +153,11 @@ class LocalBackend:
                 argv = [
                     shutil.which("bwrap") or "bwrap",
                     "--unshare-all", "--die-with-parent", "--new-session",
-                    *_system_binds(),
-                    *sum((["--ro-bind", root, root] for root in _python_roots()), []),
+                    # The private /tmp first: later binds may live under /tmp (a venv there).
                     "--proc", "/proc", "--dev", "/dev",
                     "--tmpfs", "/tmp", "--dir", home,
+                    *_system_binds(),
+                    *sum((["--ro-bind", root, root] for root in _python_roots()), []),
                     "--bind", str(job.workdir), paths.work,
                     "--ro-bind", str(runner_copy), f"{INSIDE_ROOT}/runner.py",
                     *(["--ro-bind", str(job.data_dir), paths.data] if job.data_dir and paths.data else []),
