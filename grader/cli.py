@@ -63,7 +63,8 @@ def submit(
     memory: Annotated[int, typer.Option(help="Memory cap of the notebook in MB.", min=256)] = 4096,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the probe's inputs (default: a secret random one).")] = None,
     profile: Annotated[str, typer.Option(help="smoke (fast, CPU, small data) | full (real sizes, GPU runner)")] = "smoke",
-    device: Annotated[str, typer.Option(help="DEVICE given to the notebook: cpu | cuda")] = "cpu",
+    gpus: Annotated[Optional[str], typer.Option(help="GPUs for the notebook: all | N | ID,ID (DEVICE becomes cuda).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="DEVICE given to the notebook (default: cuda with --gpus, else cpu).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Data folder mounted read-only as DATA_DIR.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on the terminal.")] = False,
 ) -> None:
@@ -71,9 +72,12 @@ def submit(
     from grader.pipeline import GradeOptions, grade_submission
     from grader.report import render_summary
 
+    device = device or ("cuda" if gpus else "cpu")
+    if device.startswith("cuda") and not gpus:
+        gpus = "all"  # --device cuda alone means: whatever GPUs this runner has
     options = GradeOptions(assignment=assignment, sandbox=sandbox, cell_timeout_s=cell_timeout,
                            timeout_s=timeout, memory_mb=memory, seed=seed, profile=profile, device=device,
-                           data_dir=data_dir, gpus="all" if device.startswith("cuda") else None)
+                           data_dir=data_dir, gpus=gpus)
     if not path.exists():
         _fail(EXIT_REJECTED, f"{path}: no such file or folder")
     try:
@@ -113,6 +117,29 @@ def expected(
     except UsageError as exc:
         _fail(EXIT_REJECTED, str(exc))
     typer.echo(f"wrote {path}")
+
+
+image_app = typer.Typer(help="The docker sandbox's image.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    kind: Annotated[str, typer.Option(help="cpu (offline: debootstrap base + the CPU torch wheel) | cuda")] = "cpu",
+    tag: Annotated[Optional[str], typer.Option(help="Image tag (default grader-sandbox:KIND).")] = None,
+) -> None:
+    """Build the sandbox image on the engine at DOCKER_HOST (one image for the whole course)."""
+    from grader.sandbox.docker import _client
+    from grader.sandbox.images import build_image
+
+    try:
+        with err.status("building the image...") as status:
+            built = build_image(_client(), kind, tag, progress=lambda m: status.update(f"{m}..."))
+    except UsageError as exc:
+        _fail(EXIT_REJECTED, str(exc))
+    except GraderError as exc:
+        _fail(EXIT_GRADER_FAILED, str(exc).splitlines()[0])
+    typer.echo(f"built {built}; grade with --sandbox docker (GRADER_DOCKER_IMAGE={built})")
 
 
 @app.command("validate-rubric")

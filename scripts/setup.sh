@@ -5,11 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-if ! command -v bwrap >/dev/null 2>&1; then
+# Debian packages: bubblewrap (the local sandbox's isolation); docker.io and debootstrap (the
+# docker sandbox's engine and its offline CPU image, used by the tests marked `docker`).
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
+command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
   else
-    echo "setup: bubblewrap is not installed and cannot be installed here; the local sandbox will run without isolation" >&2
+    echo "setup: not installed and cannot be installed here:$missing (the local sandbox then runs without isolation; docker tests skip)" >&2
   fi
 fi
 

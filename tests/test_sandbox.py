@@ -115,8 +115,14 @@ def test_the_registry_knows_local_and_explains_missing_backends():
     assert get_backend("auto").name in ("local", "docker")
     with pytest.raises(UsageError, match="unknown sandbox 'chroot'"):
         get_backend("chroot")
-    with pytest.raises(SandboxUnavailable, match="--sandbox local"):
-        get_backend("docker")
+    assert get_backend("docker").name == "docker"
+
+
+def test_docker_without_an_engine_is_a_clear_error_before_anything_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(SandboxUnavailable, match="no Docker engine answers at unix://"):
+        get_backend("docker").check_available(None)
+    assert get_backend("auto").name == "local"
 
 
 def test_the_plain_process_fallback_still_runs_and_says_it_is_not_isolated(run_cells, monkeypatch):
