@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -47,9 +48,11 @@ def main() -> None:
             papermill_s.append(timed([str(BIN / "papermill"), notebook.name, str(scratch / f"pm-{i}.ipynb"),
                                       "-p", "PROFILE", "smoke", "-k", "python3", "--language", "python", "--no-progress-bar"], cwd=work))
             out = scratch / f"grade-{i}"
-            grade_s.append(timed([str(BIN / "grade"), str(args.submission), "--out", str(out), "-q"], cwd=scratch))
+            grade_s.append(timed([str(BIN / "grade"), str(args.submission), "--sandbox", "local", "--out", str(out), "-q"],
+                                 cwd=scratch))
             result = json.loads((out / "result.json").read_text())
             sandbox_s.append(result["execution"]["duration_s"])
+    docker_s, startup_s = _docker_timings(args)
     pm, gr = statistics.median(papermill_s), statistics.median(grade_s)
     print(f"submission        : {args.submission.relative_to(REPO) if args.submission.is_relative_to(REPO) else args.submission}")
     print(f"score             : {result['score']} / {result['max_score']} (+{result['bonus']} bonus), "
@@ -58,6 +61,38 @@ def main() -> None:
     print(f"grade (whole CLI) : median {gr:.2f} s  ({', '.join(f'{t:.2f}' for t in grade_s)})")
     print(f"  of which sandbox: median {statistics.median(sandbox_s):.2f} s")
     print(f"ratio grade/papermill: {gr / pm:.2f}  (target <= 1.3)")
+    if docker_s:
+        dk = statistics.median(docker_s)
+        print(f"docker container start-up (create+start+wait+remove of `true`): median "
+              f"{statistics.median(startup_s):.2f} s")
+        print(f"grade --sandbox docker: median {dk:.2f} s  ({', '.join(f'{t:.2f}' for t in docker_s)})")
+        print(f"docker adds {dk - gr:+.2f} s per submission over the local sandbox (target < 1 s)")
+    else:
+        print("docker: skipped (no engine at DOCKER_HOST or no grader-sandbox image; see README)")
+
+
+def _docker_timings(args) -> tuple[list[float], list[float]]:
+    """Whole grades in the docker sandbox, and bare container start-ups, when an engine is there."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        image = os.environ.get("GRADER_DOCKER_IMAGE", "grader-sandbox:cpu")
+        client.images.get(image)
+    except Exception:  # noqa: BLE001 - no engine, no SDK or no image: the report says so
+        return [], []
+    startup_s, docker_s = [], []
+    with tempfile.TemporaryDirectory(prefix="grader-bench-docker-") as tmp:
+        for i in range(args.repeats):
+            started = time.perf_counter()
+            container = client.containers.run(image, ["true"], network_mode="none", detach=True)
+            container.wait()
+            container.remove(force=True)
+            startup_s.append(time.perf_counter() - started)
+            docker_s.append(timed([str(BIN / "grade"), str(args.submission), "--sandbox", "docker",
+                                   "--out", str(Path(tmp) / f"d-{i}"), "-q"], cwd=Path(tmp)))
+    return docker_s, startup_s
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+"""Exceptions of batch grading, under the grader's one root (`grader.errors`).
+
+They are all usage problems of the batch as a whole (exit 2 in the command line): a problem
+with *one* submission is never an exception here, it becomes that student's `error` or
+`rejected` row and the batch goes on.
+"""
+
+from __future__ import annotations
+
+from grader.errors import UsageError
+
+
+class BatchInputError(UsageError):
+    """INPUT cannot be graded as a batch: not a folder, no submissions, two submissions with the
+    same student id, a student id that clashes with a file the batch writes."""
+
+
+class BatchLocked(UsageError):
+    """Another `grade batch` is writing to the same output folder right now."""
+
+
+class EngineUnavailable(UsageError):
+    """The engine asked for cannot run: unknown name, Ray not installed, no Ray cluster at the
+    address given."""
