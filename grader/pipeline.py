@@ -131,6 +131,10 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         rubric = load_rubric(rubrics_dir() / f"{info.id}.yaml")
         result.update(title=rubric.title, max_score=rubric.points, bonus_max=rubric.bonus_max)
         seed = options.seed if options.seed is not None else secrets.randbits(31)
+        record = {"seed": seed, "source": str(Path(path).resolve()), "sha256": submission.sha256,
+                  "assignment": info.id, "rubric_sha256": _file_sha256(rubrics_dir() / f"{info.id}.yaml"),
+                  "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()
+                              if k != "seed"}}
         notebook = json.loads(submission.notebook.read_text(encoding="utf-8-sig"))
         nonce = secrets.token_hex(8)
         prepared: dict = {}
@@ -188,6 +192,11 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         result["status"] = "graded"
         result["deliverables"] = [vars(d) for d in submission.deliverables]
         result["judged_with"] = material.mode
+        if out_dir is not None:
+            # The staff's record of how this result was made: `grade regrade` re-runs from it
+            # with the same secret seed. Not part of result.json, which students see.
+            _write_json(out_dir / "record.json", {**record, "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                       time.gmtime())})
         if execution.notebook is not None and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             executed = _mark_problems(execution.notebook, execution)
@@ -208,12 +217,23 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         shutil.rmtree(workspace, ignore_errors=True)
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
 def _finish(result: dict, out_dir: Path | None, started: float) -> dict:
     result["duration_s"] = round(time.monotonic() - started, 3)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / "result.json.tmp"
-        tmp.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-        tmp.replace(out_dir / "result.json")
+        _write_json(out_dir / "result.json", result)
         write_reports(result, out_dir)
     return result

@@ -1,0 +1,194 @@
+"""One submission graded in its own process: `python -m grader.cli submit PATH --out DIR -q ...`.
+
+Both engines use this: the local pool runs several `GradeProcess`es side by side on this
+machine, a Ray task runs one on a cluster node. A process of its own per submission is what
+keeps the batch alive whatever the submission does: a crash, a hang or a kill ends that process
+only, and becomes that student's error row.
+
+The process starts in a session of its own (so it and its children can be killed as a group,
+and a Ctrl-C on the terminal reaches only the batch, which then stops its children in order). It
+gets SIGINT when the process that started it dies (Linux `PR_SET_PDEATHSIG`): `grade` turns
+SIGINT into a clean stop that also kills its sandbox, so a killed batch or Ray worker leaves no
+orphaned notebook behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.pipeline import GradeOptions
+
+__all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "describe_failure", "STOP_GRACE_S"]
+
+STOP_GRACE_S = 10.0         # after SIGINT, how long `grade` gets to stop its sandbox before SIGKILL
+STDERR_TAIL_CHARS = 2000
+
+_PR_SET_PDEATHSIG = 1
+try:  # Resolved here, in the parent: the child (after fork) must not load libraries.
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _prctl = None
+
+
+def _child_setup() -> None:
+    """Runs in the child between fork and exec: SIGINT when the parent dies."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+
+
+def wall_clock_limit_s(options: GradeOptions) -> float:
+    """The guard around one `grade` process: its notebook may take `timeout_s`; start-up, intake,
+    judging and the reports take seconds more (more on a loaded machine), so a generous margin.
+    Past this the process is taken as hung and killed."""
+    return options.timeout_s + max(60.0, 0.25 * options.timeout_s)
+
+
+def grade_argv(path: Path, out_dir: Path, options: GradeOptions, *, python: str | None = None) -> list[str]:
+    """The `grade submit` command line for one submission with `options` (only what the command
+    line can express: `gpus` follows from `device`, `call_timeout_s` keeps its default)."""
+    argv = [python or sys.executable, "-m", "grader.cli", "submit", str(path), "--out", str(out_dir), "-q",
+            "--sandbox", options.sandbox,
+            "--cell-timeout", repr(float(options.cell_timeout_s)),
+            "--timeout", repr(float(options.timeout_s)),
+            "--memory", str(int(options.memory_mb)),
+            "--profile", options.profile,
+            "--device", options.device]
+    if options.assignment is not None:
+        argv += ["--assignment", options.assignment]
+    if options.seed is not None:
+        argv += ["--seed", str(int(options.seed))]
+    if options.data_dir is not None:
+        argv += ["--data-dir", str(options.data_dir)]
+    return argv
+
+
+@dataclass
+class Outcome:
+    """How a grading process ended (what the batch needs besides the files it wrote)."""
+
+    returncode: int | None          # None: it never ran (the Ray task failed before starting it)
+    wall_s: float
+    timed_out: bool = False         # killed by the wall-clock guard
+    limit_s: float | None = None
+    stderr_tail: str = ""
+    error: str | None = None        # a failure outside the process (a lost Ray worker...)
+    host: str | None = None         # where it ran (Ray)
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+def describe_failure(outcome: Outcome) -> str:
+    """One line for a grading process that left no result: why, for the TA."""
+    if outcome.error:
+        return outcome.error
+    if outcome.timed_out:
+        return (f"the grading process ran past its wall-clock limit of {outcome.limit_s:g} s and was killed "
+                "(the notebook or the grader hung)")
+    code = outcome.returncode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory on the host, or killed by hand)" if -code == signal.SIGKILL else ""
+        return f"the grading process was killed by {name}{hint}"
+    last = next((line.strip() for line in reversed(outcome.stderr_tail.splitlines()) if line.strip()), "")
+    if code in (None, 0):
+        return "the grading process ended without writing result.json" + (f": {last}" if last else "")
+    return f"the grading process failed with exit status {code}" + (f": {last}" if last else "")
+
+
+class GradeProcess:
+    """A running `grade submit`: start it, poll it, stop it. Not thread-safe; one owner."""
+
+    def __init__(self, argv: list[str], *, log_path: Path, limit_s: float, cwd: Path | None = None,
+                 env: dict[str, str] | None = None):
+        self.argv = argv
+        self.log_path = Path(log_path)
+        self.limit_s = limit_s
+        self.cwd = cwd
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.timed_out = False
+        self._stop_sent_at: float | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                cwd=self.cwd, env=self.env, start_new_session=True, preexec_fn=_child_setup,
+            )
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def poll(self) -> Outcome | None:
+        """None while it runs; its Outcome once it ended. Enforces the wall-clock guard: past the
+        limit the process is asked to stop (SIGINT), then killed with its group."""
+        assert self.proc is not None, "start() first"
+        now = time.monotonic()
+        if self.proc.poll() is None:
+            if not self.timed_out and now - self.started > self.limit_s:
+                self.timed_out = True
+                self.stop()
+            elif self._stop_sent_at is not None and now - self._stop_sent_at > STOP_GRACE_S:
+                self.kill()
+            return None
+        return Outcome(returncode=self.proc.returncode, wall_s=round(now - self.started, 3),
+                       timed_out=self.timed_out, limit_s=self.limit_s, stderr_tail=self._stderr_tail())
+
+    def wait(self, poll_s: float = 0.2) -> Outcome:
+        while (outcome := self.poll()) is None:
+            time.sleep(poll_s)
+        return outcome
+
+    def stop(self) -> None:
+        """Ask `grade` to stop: SIGINT is its Ctrl-C, which also kills its sandbox."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            if self._stop_sent_at is None:
+                self._stop_sent_at = time.monotonic()
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything left in its process group."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+    def stop_and_wait(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop it for good: SIGINT, up to `grace_s` to end, then SIGKILL."""
+        if self.proc is None:
+            return
+        self.stop()
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def _stderr_tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - STDERR_TAIL_CHARS))
+                return fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
