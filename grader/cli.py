@@ -66,6 +66,8 @@ def submit(
     gpus: Annotated[Optional[str], typer.Option(help="GPUs for the notebook: all | N | ID,ID (DEVICE becomes cuda).")] = None,
     device: Annotated[Optional[str], typer.Option(help="DEVICE given to the notebook (default: cuda with --gpus, else cpu).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Data folder mounted read-only as DATA_DIR.")] = None,
+    lang: Annotated[Optional[str], typer.Option(help="Language of messages and reports: ko | en "
+                                                  "(default: the course's, course.yaml).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on the terminal.")] = False,
 ) -> None:
     """Grade one submission and write its reports."""
@@ -77,7 +79,7 @@ def submit(
         gpus = "all"  # --device cuda alone means: whatever GPUs this runner has
     options = GradeOptions(assignment=assignment, sandbox=sandbox, cell_timeout_s=cell_timeout,
                            timeout_s=timeout, memory_mb=memory, seed=seed, profile=profile, device=device,
-                           data_dir=data_dir, gpus=gpus)
+                           data_dir=data_dir, gpus=gpus, lang=lang)
     if not path.exists():
         _fail(EXIT_REJECTED, f"{path}: no such file or folder")
     try:

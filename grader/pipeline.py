@@ -21,6 +21,7 @@ import grader
 from grader.assignments import check_gradable
 from grader.assignments.catalog import CATALOG
 from grader.errors import GraderError, SubmissionRejected, UsageError
+from grader.i18n import LANGUAGES, default_language, msg, render
 from grader.intake import intake
 from grader.report import write_reports
 from grader.rubric import load_rubric, score
@@ -46,6 +47,7 @@ class GradeOptions:
     data_dir: Path | None = None
     gpus: str | None = None
     call_timeout_s: float = 60.0
+    lang: str | None = None             # messages and reports: ko | en (default: the course's)
 
 
 def rubrics_dir() -> Path:
@@ -75,7 +77,7 @@ def _base_result(assignment: str | None, started: float) -> dict:
     }
 
 
-def _mark_problems(notebook: dict, execution: ExecutionResult) -> dict:
+def _mark_problems(notebook: dict, execution: ExecutionResult, lang: str) -> dict:
     """Mark the failing cells of the executed notebook (papermill-style): a warning cell before
     each, and the problem in the cell's metadata."""
     marked = json.loads(json.dumps(notebook))
@@ -86,14 +88,14 @@ def _mark_problems(notebook: dict, execution: ExecutionResult) -> dict:
             position += 1
             problem = by_position.get(position)
             if problem is not None:
+                message = render(problem.message, lang)
+                marker = render(msg("exec.marker", kind=msg(f"problem.{problem.kind}"), cell=position), lang)
                 warning = {"cell_type": "markdown", "metadata": {"tags": ["grader-problem"]},
-                           "source": f"<span id=\"grader-problem-{position}\"></span>\n"
-                                     f"**Grader: {problem.kind.replace('_', ' ')} in the next cell (cell {position}).** "
-                                     f"{problem.message}"}
+                           "source": f"<span id=\"grader-problem-{position}\"></span>\n**{marker}** {message}"}
                 if "id" in cell:
                     warning["id"] = f"grader-problem-{position}"
                 cells.append(warning)
-                cell.setdefault("metadata", {})["grader"] = {"problem": problem.kind, "message": problem.message}
+                cell.setdefault("metadata", {})["grader"] = {"problem": problem.kind, "message": message}
         cells.append(cell)
     marked["cells"] = cells
     return marked
@@ -108,6 +110,9 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
     result with status "rejected" / "error" (and written), so callers can always report it.
     """
     options = options or GradeOptions()
+    lang = options.lang or default_language()
+    if lang not in LANGUAGES:
+        raise UsageError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     say = progress or (lambda message: None)
     started = time.monotonic()
     if options.profile not in ("smoke", "full"):
@@ -116,6 +121,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         check_gradable(options.assignment)  # fail fast on an unknown assignment, before any work
     workspace = Path(tempfile.mkdtemp(prefix="grader-run-"))
     result = _base_result(options.assignment, started)
+    result["lang"] = lang
     try:
         say("reading the submission")
         try:
@@ -166,7 +172,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         )
         say(f"running {submission.notebook.name} ({options.profile} profile)")
         execution = run_notebook(job, options.sandbox)
-        result["execution"] = execution.to_json()
+        result["execution"] = execution.to_json(lang)
         say("judging")
         if job.probe_error is not None:
             raise job.probe_error
@@ -186,7 +192,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             execution=execution, probe=probe, inputs=material.inputs, expected=material.expected,
             function_cells=function_cells(notebook),
         )
-        checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys)
+        checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys, lang=lang)
         result.update(score(rubric, checks))
         result["checks"] = checks
         result["status"] = "graded"
@@ -199,7 +205,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
                                                                                        time.gmtime())})
         if execution.notebook is not None and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            executed = _mark_problems(execution.notebook, execution)
+            executed = _mark_problems(execution.notebook, execution, lang)
             (out_dir / "executed.ipynb").write_text(json.dumps(executed, ensure_ascii=False, indent=1),
                                                     encoding="utf-8")
             result["executed_notebook"] = "executed.ipynb"

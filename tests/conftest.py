@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from grader.sandbox import SandboxJob, run_notebook
+
+# The tests read English messages unless they ask for Korean (the course's default) themselves;
+# set here, before anything runs, so that subprocesses (the CLI, batches) inherit it.
+os.environ["GRADER_LANG"] = "en"
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "reference" / "solutions" / "w6-self-attention"

@@ -99,7 +99,7 @@ def test_a_missing_path_exits_2(tmp_path):
 
 def test_validate_rubric_reports_dotted_paths(tmp_path):
     rubric = Path(__file__).resolve().parents[1] / "rubrics" / "w6-self-attention.yaml"
-    text = rubric.read_text(encoding="utf-8").replace("    hint: \"Where the mask", "    hnt: \"Where the mask", 1)
+    text = rubric.read_text(encoding="utf-8").replace('    hint:\n      en: "Where the mask', '    hnt:\n      en: "Where the mask', 1)
     broken = tmp_path / "broken.yaml"
     broken.write_text(text, encoding="utf-8")
     done = grade("validate-rubric", str(broken), cwd=tmp_path)

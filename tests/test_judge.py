@@ -8,7 +8,8 @@ import json
 import torch
 from safetensors.torch import save
 
-from grader.judge import Verdict, compare_tensors, tagged_answer
+from grader.judge import Verdict, tagged_answer
+from grader.judge import compare_tensors as compare_message
 from grader.judge.quality import docstring_coverage, function_cells, lint
 from grader.probe import ProbeCall, read_probe
 from grader.rubric.models import Tolerance
@@ -16,6 +17,12 @@ from grader.rubric.models import Tolerance
 from tests.conftest import make_notebook
 
 TOL = Tolerance(atol=1e-4, rtol=1e-4)
+
+
+def compare_tensors(*args, **kwargs) -> str | None:
+    """The comparison's message in English (None when the tensors match)."""
+    message = compare_message(*args, **kwargs)
+    return None if message is None else str(message)
 CALLS = [ProbeCall("a", "f", ("x",)), ProbeCall("b", "g", ())]
 
 
@@ -59,9 +66,9 @@ def test_read_probe_accepts_exactly_one_payload_with_this_runs_nonce():
     assert report.calls["b"].status == "not_implemented"
     # a forged second payload with the right nonce makes the report unusable: it cannot add points
     forged = read_probe([good, good], CALLS, "n1")
-    assert not forged.ran and "more than one probe result" in forged.problem
+    assert not forged.ran and "more than one probe result" in str(forged.problem)
     assert all(o.status == "not_run" for o in forged.calls.values())
-    assert "no result from the probe" in read_probe([payload("guess", {}, {})], CALLS, "n1").problem
+    assert "no result from the probe" in str(read_probe([payload("guess", {}, {})], CALLS, "n1").problem)
     assert not read_probe(None, CALLS, "n1").ran
 
 

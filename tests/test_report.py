@@ -408,7 +408,7 @@ def test_check_groups_and_bonus_group(tmp_path):
     assert "FlashAttention" in bonus_part and "Causal mask" not in bonus_part
     assert "⚠️ ERROR · FlashAttention" in bonus_part
     assert 'class="group group-bonus"' in html
-    assert "1 passed · 2 failed · 1 error · 1 awaiting TA review" in md
+    assert "1 passed · 2 failed · 1 error(s) · 1 awaiting TA review" in md
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def test_an_error_names_its_cell_and_later_cells_and_the_probe_still_run(run_cel
     [problem] = result.problems
     # cell 4 of the student's notebook: markdown, parameters, "y = 1", then "1 / 0"
     assert (problem.kind, problem.cell) == ("cell_error", 4)
-    assert problem.message.startswith("ZeroDivisionError") and problem.source_excerpt == "1 / 0"
+    assert str(problem.message).startswith("ZeroDivisionError") and problem.source_excerpt == "1 / 0"
     assert result.probe_ran and result.probe_payloads == ["2"]
     # the probe cell (and so its secret inputs) is not part of the executed notebook
     assert all("vnd.grader.probe" not in "".join(c.get("source", "")) for c in result.notebook["cells"])
@@ -41,21 +41,21 @@ def test_an_infinite_loop_is_interrupted_by_the_cell_timeout(run_cells):
     result = run_cells("a = 1", "while True:\n    pass", "b = 2", cell_timeout_s=2)
     assert result.status == "cell_timeout"
     [problem] = result.problems
-    assert problem.cell == 4 and "per-cell limit of 2 s" in problem.message
+    assert problem.cell == 4 and "per-cell limit of 2 s" in str(problem.message)
 
 
 def test_the_total_timeout_kills_the_run_and_names_the_running_cell(run_cells):
     result = run_cells("import time", "time.sleep(30)", cell_timeout_s=60, timeout_s=4)
     assert result.status == "timeout"
     [problem] = result.problems
-    assert problem.cell == 4 and "total time limit of 4 s" in problem.message
+    assert problem.cell == 4 and "total time limit of 4 s" in str(problem.message)
     assert result.duration_s < 15
 
 
 def test_a_memory_bomb_is_reported_as_out_of_memory(run_cells):
     result = run_cells("blocks = []\nwhile True:\n    blocks.append(bytearray(256 * 2**20))", memory_mb=1024)
     assert result.status == "oom"
-    assert result.problems[0].cell == 3 and result.problems[0].message.startswith("out of memory")
+    assert result.problems[0].cell == 3 and str(result.problems[0].message).startswith("out of memory")
 
 
 def test_a_torch_allocation_over_the_cap_is_out_of_memory_too(run_cells):
@@ -75,7 +75,7 @@ def test_the_network_is_unreachable(run_cells):
     result = run_cells("import socket\nsocket.create_connection(('192.0.2.1', 80), timeout=3)")
     assert result.status == "cell_error"
     assert result.network is False
-    assert "OSError" in result.problems[0].message or "unreachable" in result.problems[0].message
+    assert "OSError" in str(result.problems[0].message) or "unreachable" in str(result.problems[0].message)
 
 
 def test_the_grader_environment_does_not_leak_into_the_sandbox(run_cells, monkeypatch):
@@ -98,7 +98,7 @@ def test_the_repository_reference_and_rubrics_are_invisible(run_cells):
         "open('/usr/evil', 'w')"
     )
     assert result.status == "cell_error"
-    assert "Read-only file system" in result.problems[0].message or "Permission" in result.problems[0].message
+    assert "Read-only file system" in str(result.problems[0].message) or "Permission" in str(result.problems[0].message)
 
 
 def test_writes_outside_the_working_copy_do_not_reach_the_host(run_cells, tmp_path):

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from grader.assignments import AssignmentSpec
-from grader.judge import CheckContext, CheckDef, Verdict, call_problem, compare_tensors, output_check
+from grader.i18n import msg
+from grader.judge import CheckContext, CheckDef, Verdict, call_problem, output_check
 from grader.judge.quality import docstring_coverage, lint
 from grader.probe import ProbeCall
 from grader.rubric.models import Tolerance
@@ -100,6 +101,9 @@ def _both(first: CheckDef, second: CheckDef) -> CheckDef:
     return CheckDef(check, function=first.function, needs_reference=True)
 
 
+_FP16_OUTPUT = output_check("sdpa_fp16", "scaled_dot_product_attention", {0: "output"}, default_tol=FP16)
+
+
 def _finite_fp16(ctx: CheckContext) -> Verdict:
     outcome = ctx.call("sdpa_fp16")
     problem = call_problem(outcome, "scaled_dot_product_attention", ctx.probe)
@@ -108,12 +112,10 @@ def _finite_fp16(ctx: CheckContext) -> Verdict:
     out = outcome.outputs[0] if outcome.outputs else None
     if out is not None and not torch.isfinite(out.double()).all():
         bad = int((~torch.isfinite(out.double())).sum())
-        return Verdict("fail", f"output of scaled_dot_product_attention on float16 inputs has {bad} NaN/inf "
-                               "values: the scores overflow half precision")
+        return Verdict("fail", msg("w6.fp16_nonfinite", count=bad))
     if out is not None and out.dtype != torch.float16:
-        return Verdict("fail", f"output on float16 inputs has dtype {str(out.dtype).replace('torch.', '')}; "
-                               "return it in the input dtype (float16)")
-    return output_check("sdpa_fp16", "scaled_dot_product_attention", {0: "output"}, default_tol=FP16).fn(ctx)
+        return Verdict("fail", msg("w6.fp16_dtype", dtype=str(out.dtype).replace("torch.", "")))
+    return _FP16_OUTPUT.fn(ctx)
 
 
 # --- implementation checks that also need something other than a plain comparison ------------
@@ -132,12 +134,13 @@ def _deliverable(ctx: CheckContext, folder: str):
 def _folder(ctx: CheckContext, folder: str) -> tuple[Path | None, Verdict | None]:
     item = _deliverable(ctx, folder)
     if item is None or not item.present:
-        detail = item.detail if item is not None else f"create the folder {folder}/ next to the notebook"
-        return None, Verdict("fail", f"{folder}/: {detail}")
+        if item is None:
+            return None, Verdict("fail", msg("w6.folder_missing", folder=folder))
+        return None, Verdict("fail", msg("w6.folder_problem", folder=folder, detail=item.detail))
     for candidate in ctx.submission_root.iterdir():
         if candidate.is_dir() and candidate.name.lower() == folder.lower():
             return candidate, None
-    return None, Verdict("fail", f"{folder}/ is missing next to the notebook")
+    return None, Verdict("fail", msg("w6.folder_missing", folder=folder))
 
 
 def _pngs(folder: Path) -> list[Path]:
@@ -157,8 +160,8 @@ def _png_check(folder_name: str, what: str) -> CheckDef:
             return problem
         pngs = _pngs(folder)
         if not pngs:
-            return Verdict("fail", f"no PNG image in {folder_name}/: save {what} with plt.savefig('{folder_name}/....png')")
-        return Verdict("pass", f"{len(pngs)} PNG image(s) in {folder_name}/")
+            return Verdict("fail", msg("w6.no_png", folder=folder_name, what=msg(f"w6.what.{what}")))
+        return Verdict("pass", msg("w6.png_found", count=len(pngs), folder=folder_name))
 
     return CheckDef(check)
 
@@ -172,15 +175,15 @@ def _benchmark_rows(ctx: CheckContext) -> tuple[list[dict] | None, Verdict | Non
         return None, problem
     path = folder / "results.csv"
     if not path.is_file() or path.is_symlink():
-        return None, Verdict("fail", "performance_benchmark/results.csv is missing: write the benchmark table there")
+        return None, Verdict("fail", msg("w6.csv_missing"))
     if path.stat().st_size > MAX_ARTIFACT_BYTES:
-        return None, Verdict("fail", "performance_benchmark/results.csv is larger than 2 MiB")
+        return None, Verdict("fail", msg("w6.csv_large"))
     text = path.read_text(encoding="utf-8", errors="replace")
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        return None, Verdict("fail", f"results.csv lacks the column(s) {', '.join(missing)} "
-                                     f"(needed: {', '.join(REQUIRED_COLUMNS)})")
+        return None, Verdict("fail", msg("w6.csv_columns", missing=", ".join(missing),
+                                         needed=", ".join(REQUIRED_COLUMNS)))
     rows = []
     for number, row in enumerate(reader, start=2):
         try:
@@ -188,9 +191,9 @@ def _benchmark_rows(ctx: CheckContext) -> tuple[list[dict] | None, Verdict | Non
                          "batch_size": int(float(row["batch_size"])), "time_ms": float(row["time_ms"]),
                          "peak_mem_mb": float(row["peak_mem_mb"])})
         except (TypeError, ValueError):
-            return None, Verdict("fail", f"results.csv line {number}: a value is not a number")
+            return None, Verdict("fail", msg("w6.csv_not_number", line=number))
         if not all(math.isfinite(rows[-1][c]) and rows[-1][c] >= 0 for c in ("time_ms", "peak_mem_mb")):
-            return None, Verdict("fail", f"results.csv line {number}: times and memory must be finite and >= 0")
+            return None, Verdict("fail", msg("w6.csv_negative", line=number))
     return rows, None
 
 
@@ -200,14 +203,13 @@ def _benchmark_results(ctx: CheckContext) -> Verdict:
         return problem
     methods = {r["method"] for r in rows}
     if not {"naive", "chunked"} <= methods:
-        return Verdict("fail", f"results.csv has methods {sorted(methods)}; measure at least 'naive' and 'chunked'")
+        return Verdict("fail", msg("w6.csv_methods", methods=", ".join(sorted(methods))))
     seq_lens = {r["seq_len"] for r in rows}
     batch_sizes = {r["batch_size"] for r in rows}
     if len(seq_lens) < 3 or len(batch_sizes) < 2:
-        return Verdict("fail", f"results.csv covers {len(seq_lens)} sequence length(s) and {len(batch_sizes)} batch "
-                               "size(s); measure at least 3 sequence lengths and 2 batch sizes")
-    return Verdict("pass", f"{len(rows)} measurements: {len(methods)} methods, {len(seq_lens)} sequence lengths, "
-                           f"{len(batch_sizes)} batch sizes")
+        return Verdict("fail", msg("w6.csv_coverage", seq_lens=len(seq_lens), batch_sizes=len(batch_sizes)))
+    return Verdict("pass", msg("w6.csv_ok", rows=len(rows), methods=len(methods), seq_lens=len(seq_lens),
+                               batch_sizes=len(batch_sizes)))
 
 
 def _memory_scaling(ctx: CheckContext) -> Verdict:
@@ -228,12 +230,10 @@ def _memory_scaling(ctx: CheckContext) -> Verdict:
 
     naive, chunked = growth("naive"), growth("chunked")
     if naive is None or chunked is None:
-        return Verdict("fail", "results.csv needs peak_mem_mb > 0 for 'naive' and 'chunked' at two or more "
-                               "sequence lengths of the same batch size")
+        return Verdict("fail", msg("w6.mem_need"))
     if not chunked < naive:
-        return Verdict("fail", f"measured peak memory grows like T^{naive:.2f} for naive and T^{chunked:.2f} for "
-                               "chunked attention: chunked should grow more slowly (T*chunk vs T^2)")
-    return Verdict("pass", f"peak memory grows like T^{naive:.2f} (naive) vs T^{chunked:.2f} (chunked)")
+        return Verdict("fail", msg("w6.mem_not_slower", naive=f"{naive:.2f}", chunked=f"{chunked:.2f}"))
+    return Verdict("pass", msg("w6.mem_ok", naive=f"{naive:.2f}", chunked=f"{chunked:.2f}"))
 
 
 # --- code quality -----------------------------------------------------------------------------
@@ -245,37 +245,37 @@ def _anything_implemented(ctx: CheckContext) -> bool:
 def _runs_clean(ctx: CheckContext) -> Verdict:
     execution = ctx.execution
     if execution is None:
-        return Verdict("error", "the notebook was not run")
+        return Verdict("error", msg("cq.not_run"))
     own = [p for p in execution.problems if not p.in_probe]
     if own:
         first = own[0]
-        where = f"cell {first.cell}" if first.cell else "the notebook"
-        return Verdict("fail", f"the notebook does not run top to bottom in a fresh kernel: {where}: {first.message}",
-                       cell=first.cell)
+        where = msg("cq.in_cell", cell=first.cell) if first.cell else msg("cq.in_notebook")
+        return Verdict("fail", msg("cq.not_clean", where=where, problem=first.message), cell=first.cell)
     if not _anything_implemented(ctx):
-        return Verdict("fail", "nothing is implemented yet, so there is no code to assess")
-    return Verdict("pass", "runs top to bottom in a fresh kernel")
+        return Verdict("fail", msg("cq.nothing"))
+    return Verdict("pass", msg("cq.clean"))
 
 
 def _lint(ctx: CheckContext) -> Verdict:
     if not _anything_implemented(ctx):
-        return Verdict("fail", "nothing is implemented yet, so there is no code to assess")
+        return Verdict("fail", msg("cq.nothing"))
     findings = lint(ctx.notebook)
     if not findings:
-        return Verdict("pass", "no lint findings (pyflakes)")
+        return Verdict("pass", msg("cq.lint_clean"))
     fraction = max(0.0, 1.0 - len(findings) / 5)
-    shown = "; ".join(findings[:5]) + (f"; and {len(findings) - 5} more" if len(findings) > 5 else "")
-    return Verdict("pass" if fraction > 0 else "fail", f"{len(findings)} lint finding(s): {shown}", fraction=fraction)
+    shown = "; ".join(findings[:5]) + (f"; … +{len(findings) - 5}" if len(findings) > 5 else "")
+    return Verdict("pass" if fraction > 0 else "fail", msg("cq.lint_findings", count=len(findings), shown=shown),
+                   fraction=fraction)
 
 
 def _docstrings(ctx: CheckContext) -> Verdict:
     documented, total, missing = docstring_coverage(ctx.notebook)
     if total == 0 or not _anything_implemented(ctx):
-        return Verdict("fail", "no implemented function to assess yet")
+        return Verdict("fail", msg("cq.no_functions"))
     share = documented / total
     if share >= 0.9:
-        return Verdict("pass", f"{documented} of {total} functions documented")
-    message = f"{documented} of {total} functions have a docstring; missing: {', '.join(missing[:8])}"
+        return Verdict("pass", msg("cq.doc_ok", documented=documented, total=total))
+    message = msg("cq.doc_missing", documented=documented, total=total, names=", ".join(missing[:8]))
     return Verdict("pass" if share >= 0.5 else "fail", message, fraction=share)
 
 
@@ -288,21 +288,21 @@ CHECKS: dict[str, CheckDef] = {
     "causal-mask": output_check("causal", "causal_mask", {0: "mask"}, default_tol=EXACT),
     "padding-mask": output_check("padding", "padding_mask", {0: "mask"}, default_tol=EXACT, broadcast=True),
     "combined-mask": _both(
-        output_check("combine_bool", "combine_masks", {0: "boolean combination"}, default_tol=EXACT, broadcast=True),
-        output_check("combine_mixed", "combine_masks", {0: "boolean + additive combination"}, default_tol=FP32,
+        output_check("combine_bool", "combine_masks", {0: "bool_combination"}, default_tol=EXACT, broadcast=True),
+        output_check("combine_mixed", "combine_masks", {0: "mixed_combination"}, default_tol=FP32,
                      broadcast=True)),
     "chunked": output_check("chunked", "chunked_attention", {0: "output"}, default_tol=FP32),
     "chunked-ragged": output_check("chunked_ragged", "chunked_attention", {0: "output"}, default_tol=FP32),
     "chunked-mask": output_check("chunked_mask", "chunked_attention", {0: "output"}, default_tol=FP32),
-    "bonus-flash": _both(output_check("flash", "flash_attention", {0: "causal output"}, default_tol=FP32),
+    "bonus-flash": _both(output_check("flash", "flash_attention", {0: "causal_output"}, default_tol=FP32),
                          output_check("flash_full", "flash_attention", {0: "output"}, default_tol=FP32)),
     "bonus-sparse": _both(output_check("local_mask", "local_attention_mask", {0: "mask"}, default_tol=EXACT),
                           output_check("sparse", "sparse_attention", {0: "output"}, default_tol=FP32)),
     "bonus-linear": output_check("linear", "linear_attention", {0: "output"}, default_tol=FP32),
     "benchmark-results": CheckDef(_benchmark_results),
     "memory-scaling": CheckDef(_memory_scaling),
-    "benchmark-plot": _png_check("performance_benchmark", "the benchmark plot"),
-    "masking-figures": _png_check("masking_techniques", "the mask images"),
+    "benchmark-plot": _png_check("performance_benchmark", "benchmark_plot"),
+    "masking-figures": _png_check("masking_techniques", "mask_images"),
     "runs-clean": CheckDef(_runs_clean),
     "lint": CheckDef(_lint),
     "docstrings": CheckDef(_docstrings),

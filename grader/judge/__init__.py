@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from grader.i18n import Message, msg, render
 from grader.probe import CallOutcome, ProbeReport
 from grader.rubric.models import CheckItem, ManualItem, QuestionItem, Rubric, Tolerance
 from grader.sandbox import ExecutionResult
@@ -23,7 +24,7 @@ from grader.sandbox import ExecutionResult
 @dataclass
 class Verdict:
     status: str                 # pass | fail | error | pending
-    message: str = ""
+    message: Message | str = ""  # rendered in the reader's language by judge()
     fraction: float = 1.0       # share of the item's points earned when status is pass (partial credit)
     cell: int | None = None
 
@@ -63,69 +64,69 @@ def call_problem(outcome: CallOutcome, function: str, probe: ProbeReport) -> Ver
     if outcome.status == "ok":
         return None
     if outcome.status == "not_implemented":
-        return Verdict("fail", f"not implemented: {function} raises NotImplementedError")
+        return Verdict("fail", msg("check.not_implemented", function=function))
     if outcome.status == "missing":
-        return Verdict("fail", f"not found: define a function named {function} (the template fixes its name)")
+        return Verdict("fail", msg("check.missing", function=function))
     if outcome.status == "timeout":
-        return Verdict("fail", outcome.message or f"{function} took too long")
+        return Verdict("fail", msg("check.call_timeout", function=function))
     if outcome.status == "error":
         where = ""
         if outcome.where:
-            where = f" (in {outcome.where.get('function')}, line {outcome.where.get('line')}: " \
-                    f"{outcome.where.get('code', '').strip()})"
-        return Verdict("fail", f"{function} raised {outcome.message}{where}")
-    reason = probe.problem or "the probe did not reach this call"
-    return Verdict("error", f"{function} could not be tested: {reason}")
+            where = msg("check.raised_where", function=str(outcome.where.get("function")),
+                        line=outcome.where.get("line"), code=str(outcome.where.get("code", "")).strip())
+        return Verdict("fail", msg("check.raised", function=function, error=outcome.message, where=where))
+    reason = probe.problem or msg("probe.not_reached")
+    return Verdict("error", msg("check.not_tested", function=function, reason=reason))
 
 
 def describe_shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
-def compare_tensors(actual: torch.Tensor | None, expected: torch.Tensor, tol: Tolerance, what: str,
-                    *, broadcast: bool = False) -> str | None:
+def compare_tensors(actual: torch.Tensor | None, expected: torch.Tensor, tol: Tolerance, what: Message | str,
+                    *, broadcast: bool = False) -> Message | None:
     """None when `actual` matches `expected` within tolerance, else a message saying how it differs."""
     if actual is None:
-        return f"{what}: no tensor was returned"
+        return msg("compare.no_tensor", what=what)
     if broadcast and actual.shape != expected.shape:
         try:
             actual = torch.broadcast_to(actual, expected.shape)
         except RuntimeError:
-            return f"{what}: shape {describe_shape(actual)} does not broadcast to {describe_shape(expected)}"
+            return msg("compare.no_broadcast", what=what, shape=describe_shape(actual),
+                       expected=describe_shape(expected))
     if actual.shape != expected.shape:
-        return f"{what}: shape {describe_shape(actual)}, expected {describe_shape(expected)}"
+        return msg("compare.shape", what=what, shape=describe_shape(actual), expected=describe_shape(expected))
     if expected.dtype == torch.bool:
         if actual.dtype != torch.bool:
-            return f"{what}: dtype {str(actual.dtype).replace('torch.', '')}, expected a boolean mask"
+            return msg("compare.not_bool", what=what, dtype=str(actual.dtype).replace("torch.", ""))
         wrong = (actual != expected).nonzero()
         if len(wrong):
             index = tuple(wrong[0].tolist())
-            return (f"{what}: {len(wrong)} of {expected.numel()} entries differ, first at index {index} "
-                    f"(got {bool(actual[index])}, expected {bool(expected[index])})")
+            return msg("compare.mask_differs", what=what, count=len(wrong), total=expected.numel(), index=index,
+                       got=bool(actual[index]), expected=bool(expected[index]))
         return None
     if actual.is_complex() or actual.dtype == torch.bool:
-        return f"{what}: dtype {str(actual.dtype).replace('torch.', '')}, expected a real floating tensor"
+        return msg("compare.not_float", what=what, dtype=str(actual.dtype).replace("torch.", ""))
     a, e = actual.double(), expected.double()
     nan = torch.isnan(a) & ~torch.isnan(e)
     if nan.any():
-        return f"{what}: {int(nan.sum())} NaN values (first at index {tuple(nan.nonzero()[0].tolist())})"
+        return msg("compare.nan", what=what, count=int(nan.sum()), index=tuple(nan.nonzero()[0].tolist()))
     inf_mismatch = torch.isinf(a) != torch.isinf(e)
     if inf_mismatch.any():
         index = tuple(inf_mismatch.nonzero()[0].tolist())
-        return f"{what}: {int(inf_mismatch.sum())} infinite values where finite were expected (or the reverse), " \
-               f"first at index {index}"
+        return msg("compare.inf", what=what, count=int(inf_mismatch.sum()), index=index)
     finite = torch.isfinite(e)
     if (torch.isinf(e) & (torch.sign(a) != torch.sign(e))).any():
-        return f"{what}: infinities of the wrong sign"
+        return msg("compare.inf_sign", what=what)
     diff = torch.where(finite, (a - e).abs(), torch.zeros_like(a))
     allowed = tol.atol + tol.rtol * e.abs()
     bad = (diff > allowed) & finite
     if bad.any():
         worst = int(torch.argmax(torch.where(bad, diff, torch.zeros_like(diff))))
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), e.shape))
-        return (f"{what}: {int(bad.sum())} of {e.numel()} values differ; largest difference "
-                f"{float(diff[index]):.3g} at index {index} (got {float(a[index]):.5g}, expected "
-                f"{float(e[index]):.5g}; tolerance atol={tol.atol:g}, rtol={tol.rtol:g})")
+        return msg("compare.values", what=what, count=int(bad.sum()), total=e.numel(),
+                   diff=f"{float(diff[index]):.3g}", index=index, got=f"{float(a[index]):.5g}",
+                   expected=f"{float(e[index]):.5g}", atol=f"{tol.atol:g}", rtol=f"{tol.rtol:g}")
     return None
 
 
@@ -133,25 +134,28 @@ def output_check(call_id: str, function: str, outputs: dict[int, str], *, defaul
                  broadcast: bool = False, n_outputs: int | None = None) -> CheckDef:
     """A check that compares outputs `{index: name}` of one call with the expected values."""
 
+    def what(name: str) -> Message:
+        return msg("compare.what", name=msg(f"name.{name}"), function=function)
+
     def check(ctx: CheckContext) -> Verdict:
         outcome = ctx.call(call_id)
         problem = call_problem(outcome, function, ctx.probe)
         if problem:
             return problem
         if ctx.expected is None or call_id not in ctx.expected:
-            return Verdict("pending", "judged by the course grader (no expected values available here)")
+            return Verdict("pending", msg("check.pending_no_reference"))
         if n_outputs is not None and len(outcome.outputs) != n_outputs:
-            return Verdict("fail", f"{function} returned {len(outcome.outputs)} value(s), expected {n_outputs}")
+            return Verdict("fail", msg("check.n_outputs", function=function, count=len(outcome.outputs),
+                                       expected=n_outputs))
         tol = ctx.tolerance or default_tol
         for index, name in outputs.items():
             actual = outcome.outputs[index] if index < len(outcome.outputs) else None
             if actual is None and index < len(outcome.types):
-                return Verdict("fail", f"{name} of {function}: returned a {outcome.types[index]}, expected a tensor")
-            message = compare_tensors(actual, ctx.expected[call_id][index], tol, f"{name} of {function}",
-                                      broadcast=broadcast)
+                return Verdict("fail", msg("check.not_a_tensor", what=what(name), type=outcome.types[index]))
+            message = compare_tensors(actual, ctx.expected[call_id][index], tol, what(name), broadcast=broadcast)
             if message:
                 return Verdict("fail", message)
-        return Verdict("pass", f"{function}: matches the reference within tolerance")
+        return Verdict("pass", msg("check.matches", function=function))
 
     return CheckDef(check, function=function, needs_reference=True)
 
@@ -161,26 +165,26 @@ def output_check(call_id: str, function: str, outputs: dict[int, str], *, defaul
 def _theory_answer(item: QuestionItem, answers: dict | None, keys: dict | None) -> Verdict:
     key = item.question.key
     if answers is None:
-        return Verdict("fail", "no ANSWERS dictionary was found after running the notebook")
+        return Verdict("fail", msg("answer.no_dict"))
     if key not in answers or answers[key] is None:
-        return Verdict("fail", f"ANSWERS[{key!r}] is missing or None")
+        return Verdict("fail", msg("answer.missing", key=key))
     if keys is None or key not in keys:
-        return Verdict("pending", "judged by the course grader (the answer key is not available here)")
+        return Verdict("pending", msg("answer.pending"))
     given, correct = answers[key], keys[key]
     if item.question.type == "number":
         try:
             value = float(given)
         except (TypeError, ValueError):
-            return Verdict("fail", f"ANSWERS[{key!r}] should be a number, got {given!r}")
+            return Verdict("fail", msg("answer.not_number", key=key, given=repr(given)))
         if not math.isfinite(value) or abs(value - float(correct)) > item.question.tolerance:
-            return Verdict("fail", f"ANSWERS[{key!r}] = {given!r} is not correct")
-        return Verdict("pass", "correct")
+            return Verdict("fail", msg("answer.wrong", key=key, given=repr(given)))
+        return Verdict("pass", msg("answer.correct"))
     choice = str(given).strip().lower().rstrip(")").lstrip("(")
     if choice not in [o.lower() for o in item.question.options]:
-        return Verdict("fail", f"ANSWERS[{key!r}] = {given!r}: choose one of {', '.join(item.question.options)}")
+        return Verdict("fail", msg("answer.choose", key=key, given=repr(given), options=", ".join(item.question.options)))
     if choice != str(correct).lower():
-        return Verdict("fail", f"ANSWERS[{key!r}] = {given!r} is not correct")
-    return Verdict("pass", "correct")
+        return Verdict("fail", msg("answer.wrong", key=key, given=repr(given)))
+    return Verdict("pass", msg("answer.correct"))
 
 
 def tagged_answer(notebook: dict, tag: str) -> str | None:
@@ -195,8 +199,9 @@ def tagged_answer(notebook: dict, tag: str) -> str | None:
 
 
 def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
-          answer_keys: dict | None) -> list[dict]:
-    """One result.json check entry per rubric item, in rubric order."""
+          answer_keys: dict | None, lang: str = "en") -> list[dict]:
+    """One result.json check entry per rubric item, in rubric order, with messages, titles and
+    hints in `lang`."""
     results = []
     for item in rubric.items:
         cell = None
@@ -204,15 +209,14 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
         if isinstance(item, CheckItem):
             definition = checks.get(item.check)
             if definition is None:
-                verdict = Verdict("pending", "judged by the course grader") if item.visibility == "hidden" \
-                    else Verdict("error", f"the grader has no check named {item.check!r}")
+                verdict = Verdict("pending", msg("check.pending_hidden")) if item.visibility == "hidden" \
+                    else Verdict("error", msg("check.unknown", check=item.check))
             else:
                 ctx.tolerance = item.tolerance
                 try:
                     verdict = definition.fn(ctx)
                 except Exception as exc:  # noqa: BLE001 - a broken check must not sink the others
-                    verdict = Verdict("error", f"the check itself failed ({type(exc).__name__}: {exc}); "
-                                               "tell the course staff")
+                    verdict = Verdict("error", msg("check.crashed", error=f"{type(exc).__name__}: {exc}"))
                 ctx.tolerance = None
                 if definition.function:
                     cell = ctx.function_cells.get(definition.function)
@@ -221,15 +225,14 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
         else:
             assert isinstance(item, ManualItem)
             answer = tagged_answer(ctx.notebook, item.answer_tag)
-            guidance = item.guidance
-            verdict = Verdict("pending", "awaiting review by a TA" if answer and answer.strip()
-                              else "awaiting review by a TA (no answer cell was found: keep the cell "
-                                   f"tagged {item.answer_tag!r})")
+            guidance = render(item.guidance, lang)
+            verdict = Verdict("pending", msg("manual.pending") if answer and answer.strip()
+                              else msg("manual.no_answer", tag=item.answer_tag))
         earned = round(item.points * max(0.0, min(1.0, verdict.fraction)), 4) if verdict.status == "pass" else 0.0
         hidden = item.visibility == "hidden"
         results.append({
             "id": item.id,
-            "title": item.title,
+            "title": render(item.title, lang),
             "criterion": item.criterion,
             "status": verdict.status,
             "score": earned,
@@ -238,8 +241,8 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
             "bonus": item.bonus,
             # Hidden checks show their name and verdict only: their inputs and expected values
             # would tell a student what to special-case.
-            "message": "" if hidden else verdict.message,
-            "hint": "" if hidden or verdict.status == "pass" else item.hint,
+            "message": "" if hidden else render(verdict.message, lang),
+            "hint": "" if hidden or verdict.status == "pass" else render(item.hint, lang),
             "cell": None if hidden else (verdict.cell or cell),
             "answer": answer,
             "guidance": guidance,

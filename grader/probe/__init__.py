@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
+from grader.i18n import Message, msg
 from grader.sandbox import SandboxPaths
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
@@ -52,7 +53,7 @@ class CallOutcome:
 @dataclass
 class ProbeReport:
     ran: bool
-    problem: str                     # why there is no report ("" when there is one)
+    problem: Message | str           # why there is no report ("" when there is one)
     calls: dict[str, CallOutcome]
     answers: dict | None
 
@@ -75,7 +76,7 @@ def read_probe(payloads: list[str] | None, calls: list[ProbeCall], nonce: str) -
     """
     empty = {c.id: CallOutcome("not_run") for c in calls}
     if payloads is None:
-        return ProbeReport(False, "the probe did not run (the notebook stopped before the end)", empty, None)
+        return ProbeReport(False, msg("probe.not_run"), empty, None)
     try:
         reports = []
         for raw in payloads:
@@ -90,13 +91,13 @@ def read_probe(payloads: list[str] | None, calls: list[ProbeCall], nonce: str) -
         report = reports[0]
         tensors = load(base64.b64decode(str(report.get("tensors", "")), validate=True))
     except Exception as exc:  # noqa: BLE001 - untrusted data: any decoding problem is a reason, not a crash
-        return ProbeReport(False, f"the probe's results could not be read ({exc})", empty, None)
+        return ProbeReport(False, msg("probe.unreadable", reason=str(exc)), empty, None)
     outcomes: dict[str, CallOutcome] = {}
     raw_calls = report.get("calls") if isinstance(report.get("calls"), dict) else {}
     for call in calls:
         raw = raw_calls.get(call.id)
         if not isinstance(raw, dict) or not isinstance(raw.get("status"), str):
-            outcomes[call.id] = CallOutcome("not_run", "the probe did not reach this call")
+            outcomes[call.id] = CallOutcome("not_run")
             continue
         status = raw["status"]
         outcome = CallOutcome(status, str(raw.get("message", ""))[:500],

@@ -27,6 +27,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from grader.i18n import gettext_for
+
 __all__ = ["write_reports", "render_summary", "build_view"]
 
 HTML_NAME = "feedback.html"
@@ -193,11 +195,11 @@ def text_bar(score: float | None, pending: float | None, max_score: float | None
 # --------------------------------------------------------------------------------------------
 
 
-def _check_view(raw: dict[str, Any], *, include_guidance: bool) -> dict[str, Any]:
+def _check_view(raw: dict[str, Any], *, include_guidance: bool, t) -> dict[str, Any]:
     status = _text(raw.get("status")).strip().lower() or "unknown"
     hidden = _text(raw.get("visibility")).strip().lower() == "hidden"
     cid = _text(raw.get("id")).strip()
-    title = _text(raw.get("title")).strip() or cid or "(untitled check)"
+    title = _text(raw.get("title")).strip() or cid or t("(untitled check)")
     answer = raw.get("answer")
     guidance = raw.get("guidance")
     manual = answer is not None or guidance is not None
@@ -205,7 +207,7 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool) -> dict[str, Any
     max_score = _num(raw.get("max_score"))
     pending = status == "pending"
     if pending:
-        points = f"{fmt_points(max_score)} pts pending"
+        points = t("{points} pts pending", points=fmt_points(max_score))
     else:
         points = f"{fmt_points(score)} / {fmt_points(max_score)}"
     cell = raw.get("cell")
@@ -216,7 +218,7 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool) -> dict[str, Any
         "title": title,
         "criterion": _text(raw.get("criterion")).strip(),
         "status": status if status in VERDICT_LABELS else "unknown",
-        "verdict": VERDICT_LABELS.get(status, status),
+        "verdict": t(VERDICT_LABELS[status]) if status in VERDICT_LABELS else status,
         "icon": VERDICT_ICONS.get(status, "❔"),
         "score": score,
         "max_score": max_score,
@@ -235,13 +237,16 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool) -> dict[str, Any
     return view
 
 
-def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dict[str, Any]:
-    """Normalise a result dict (optional keys may be absent) into what the templates render."""
+def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: str | None = None) -> dict[str, Any]:
+    """Normalise a result dict (optional keys may be absent) into what the templates render, with
+    every label in `lang` (default: the result's own `lang`, else English)."""
     result = result if isinstance(result, dict) else {}
+    lang = lang or (result.get("lang") if result.get("lang") in ("ko", "en") else "en")
+    t = gettext_for(lang)
     status = _text(result.get("status")).strip().lower() or "graded"
 
     raw_checks = [c for c in (result.get("checks") or []) if isinstance(c, dict)]
-    checks = [_check_view(c, include_guidance=include_guidance) for c in raw_checks]
+    checks = [_check_view(c, include_guidance=include_guidance, t=t) for c in raw_checks]
 
     # criteria, in the result's order
     criteria = []
@@ -255,7 +260,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dic
             criteria.append(
                 {
                     "key": _text(key),
-                    "label": _text(c.get("title")).strip() or _humanize(_text(key)),
+                    "label": _text(c.get("title")).strip() or t(_humanize(_text(key))),
                     "score": score,
                     "max_score": max_score,
                     "pending": pending or 0.0,
@@ -283,10 +288,10 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dic
         groups.append(
             {
                 "key": key or "other",
-                "label": crit["label"] if crit else (_humanize(key) if key else "Other checks"),
+                "label": crit["label"] if crit else (t(_humanize(key)) if key else t("Other checks")),
                 "summary": (
                     f"{crit['score_text']} / {crit['max_text']}"
-                    + (f" · {crit['pending_text']} pending" if crit["pending_text"] else "")
+                    + (" · " + t("{points} pending", points=crit["pending_text"]) if crit["pending_text"] else "")
                 )
                 if crit
                 else "",
@@ -300,7 +305,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dic
         groups.append(
             {
                 "key": "bonus",
-                "label": "Bonus",
+                "label": t("Bonus"),
                 "summary": f"{fmt_points(bonus)} / {fmt_points(bonus_max)}" if bonus_max else "",
                 "checks": bonus_checks,
             }
@@ -327,7 +332,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dic
         problems.append(
             {
                 "kind": kind,
-                "label": PROBLEM_LABELS.get(kind, _humanize(kind)),
+                "label": t(PROBLEM_LABELS[kind]) if kind in PROBLEM_LABELS else _humanize(kind),
                 "cell": cell if isinstance(cell, int) and not isinstance(cell, bool) else None,
                 "message": _text(p.get("message")).strip("\n"),
                 "source_excerpt": _text(p.get("source_excerpt")).strip("\n"),
@@ -337,11 +342,11 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dic
     execution = {
         "present": bool(ex),
         "status": ex_status,
-        "label": EXECUTION_LABELS.get(ex_status, _humanize(ex_status) if ex_status else ""),
+        "label": t(EXECUTION_LABELS[ex_status]) if ex_status in EXECUTION_LABELS else _humanize(ex_status),
         "ok": ex_status == "completed",
         "backend": _text(ex.get("backend")).strip(),
         "isolation": _text(ex.get("isolation")).strip(),
-        "network": "" if network is None else ("on" if network else "off"),
+        "network": "" if network is None else (t("on") if network else t("off")),
         "duration": fmt_points(ex.get("duration_s")) + " s" if _num(ex.get("duration_s")) is not None else "",
         "problems": problems,
     }
@@ -366,48 +371,49 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False) -> dic
     reason = _text(result.get("reason")).strip()
     notice = None
     if status == "rejected":
-        notebook_hint = f" named “{submission['notebook']}”" if submission["notebook"] else ""
         notice = {
             "kind": "rejected",
-            "title": "Your submission was rejected and could not be graded",
-            "reason": reason or "No reason was given.",
+            "title": t("Your submission was rejected and could not be graded"),
+            "reason": reason or t("No reason was given."),
             "todo": [
-                "Fix the problem described above and submit again: nothing was graded yet, so no points were lost.",
-                f"Submit the course notebook{notebook_hint}, either on its own or in a .zip archive.",
-                "Make sure the notebook opens in Jupyter (valid .ipynb) and that the archive has no links "
-                "and no paths outside its folder.",
+                t("Fix the problem described above and submit again: nothing was graded yet, so no points were lost."),
+                t("Submit the course notebook “{notebook}”, either on its own or in a .zip archive.",
+                  notebook=submission["notebook"]) if submission["notebook"]
+                else t("Submit the course notebook, either on its own or in a .zip archive."),
+                t("Make sure the notebook opens in Jupyter (valid .ipynb) and that the archive has no links "
+                  "and no paths outside its folder."),
             ],
         }
     elif status == "error":
         notice = {
             "kind": "error",
-            "title": "The grader failed on this submission",
-            "reason": reason or "No reason was given.",
+            "title": t("The grader failed on this submission"),
+            "reason": reason or t("No reason was given."),
             "todo": [
-                "This is a problem of the grading system, not necessarily of your work: your submission was "
-                "received and you do not need to resubmit.",
-                "Contact the course staff (TAs) and quote the assignment id"
-                + (f" and the submission checksum {submission['sha_short']}" if sha else "")
-                + ".",
+                t("This is a problem of the grading system, not necessarily of your work: your submission was "
+                  "received and you do not need to resubmit."),
+                t("Contact the course staff (TAs) and quote the assignment id and the submission checksum "
+                  "{checksum}.", checksum=submission["sha_short"]) if sha
+                else t("Contact the course staff (TAs) and quote the assignment id."),
             ],
         }
     elif execution["present"] and ex_status and not execution["ok"]:
         notice = {
             "kind": "warning",
-            "title": f"Your notebook did not run to completion: {execution['label']}",
+            "title": t("Your notebook did not run to completion: {problem}", problem=execution["label"]),
             "reason": reason,
             "todo": [
-                "Checks that depend on cells after the problem below may have failed because of it. "
-                "Run the notebook top to bottom (Restart & Run All) before submitting.",
+                t("Checks that depend on cells after the problem below may have failed because of it. "
+                  "Run the notebook top to bottom (Restart & Run All) before submitting."),
             ],
         }
 
     return {
-        "lang": "en",
+        "lang": lang,
         "assignment": _text(result.get("assignment")).strip(),
-        "title": _text(result.get("title")).strip() or _text(result.get("assignment")).strip() or "Feedback",
+        "title": _text(result.get("title")).strip() or _text(result.get("assignment")).strip() or t("Feedback"),
         "status": status,
-        "status_label": STATUS_LABELS.get(status, _humanize(status)),
+        "status_label": t(STATUS_LABELS[status]) if status in STATUS_LABELS else _humanize(status),
         "reason": reason,
         "notice": notice,
         "has_score": _num(result.get("score")) is not None or _num(result.get("max_score")) is not None,
@@ -447,7 +453,7 @@ def _loader() -> jinja2.BaseLoader:
         return jinja2.FileSystemLoader(str(_TEMPLATES))
 
 
-def _environment(*, html: bool) -> jinja2.Environment:
+def _environment(*, html: bool, lang: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=_loader(),
         autoescape=html,
@@ -457,6 +463,7 @@ def _environment(*, html: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["points"] = fmt_points
+    env.globals["_"] = gettext_for(lang)  # headings from the message catalogs (grader/i18n)
     if not html:
         env.filters.update(md_inline=md_inline, md_block=md_block, md_fence=md_fence, md_quote=md_quote)
     return env
@@ -464,12 +471,12 @@ def _environment(*, html: bool) -> jinja2.Environment:
 
 def render_html(result: dict[str, Any], *, include_guidance: bool = False) -> str:
     view = build_view(result, include_guidance=include_guidance)
-    return _environment(html=True).get_template("feedback.html.j2").render(**view)
+    return _environment(html=True, lang=view["lang"]).get_template("feedback.html.j2").render(**view)
 
 
 def render_markdown(result: dict[str, Any], *, include_guidance: bool = False) -> str:
     view = build_view(result, include_guidance=include_guidance)
-    text = _environment(html=False).get_template("feedback.md.j2").render(**view)
+    text = _environment(html=False, lang=view["lang"]).get_template("feedback.md.j2").render(**view)
     return text.rstrip("\n") + "\n"
 
 
@@ -497,6 +504,7 @@ def render_summary(result: dict, console: Console) -> None:
     console markup.
     """
     v = build_view(result)
+    t = gettext_for(v["lang"])
     header = Text()
     header.append(v["title"], style="bold")
     if v["assignment"] and v["assignment"] != v["title"]:
@@ -508,7 +516,7 @@ def render_summary(result: dict, console: Console) -> None:
     if v["status"] in ("rejected", "error"):
         console.print(
             Panel(
-                Text(v["reason"] or "No reason was given."),
+                Text(v["reason"] or t("No reason was given.")),
                 title=Text(v["status_label"]),
                 border_style="red",
                 expand=False,
@@ -516,11 +524,11 @@ def render_summary(result: dict, console: Console) -> None:
         )
 
     if v["criteria"]:
-        table = Table(title="Score by criterion", title_justify="left")
-        table.add_column("Criterion")
-        table.add_column("Score", justify="right")
-        table.add_column("Max", justify="right")
-        table.add_column("Pending", justify="right")
+        table = Table(title=t("Score by criterion"), title_justify="left")
+        table.add_column(t("Criterion"))
+        table.add_column(t("Score"), justify="right")
+        table.add_column(t("Max"), justify="right")
+        table.add_column(t("Awaiting TA review"), justify="right")
         table.add_column("", no_wrap=True)
         for c in v["criteria"]:
             table.add_row(
@@ -534,44 +542,45 @@ def render_summary(result: dict, console: Console) -> None:
 
     bad = [ch for ch in v["checks"] if ch["status"] in ("fail", "error")]
     if bad:
-        table = Table(title="Failed checks", title_justify="left")
-        table.add_column("Verdict", no_wrap=True)
-        table.add_column("Check")
-        table.add_column("Points", justify="right", no_wrap=True)
-        table.add_column("Message")
+        table = Table(title=t("Failed checks"), title_justify="left")
+        table.add_column(t("Verdict"), no_wrap=True)
+        table.add_column(t("Check"))
+        table.add_column(t("Points"), justify="right", no_wrap=True)
+        table.add_column(t("Message"))
         for ch in bad:
             name = Text(ch["title"])
             if ch["id"] and ch["id"] != ch["title"]:
                 name.append(f" [{ch['id']}]", style="dim")
             if ch["hidden"]:
-                msg = Text("hidden check", style="dim italic")
+                msg = Text(t("hidden check"), style="dim italic")
             else:
                 first = ch["message"].split("\n")[-1] if ch["message"] else ""
                 msg = Text(first)
                 if ch["cell"] is not None:
-                    msg.append(f" (cell {ch['cell']})", style="dim")
+                    msg.append(f" ({t('cell')} {ch['cell']})", style="dim")
             table.add_row(Text(ch["verdict"], style=_VERDICT_STYLES[ch["status"]]), name, Text(ch["points"]), msg)
         console.print(table)
 
     for p in v["execution"]["problems"]:
-        line = Text("Execution: ", style="bold yellow")
+        line = Text(t("Execution") + ": ", style="bold yellow")
         line.append(p["label"])
         if p["cell"] is not None:
-            line.append(f" (cell {p['cell']})")
+            line.append(f" ({t('cell')} {p['cell']})")
         if p["message"]:
             line.append(": " + p["message"].split("\n")[-1])
         console.print(line)
 
     total = Text()
     if v["has_score"]:
-        total.append("Total: ", style="bold")
+        total.append(t("Total") + ": ", style="bold")
         total.append(f"{v['score']} / {v['max_score']}", style="bold")
     if v["has_bonus"]:
-        total.append("   Bonus: ", style="bold")
+        total.append("   " + t("Bonus") + ": ", style="bold")
         total.append(f"{v['bonus']} / {v['bonus_max']}")
     if v["pending_text"]:
-        total.append(f"   + {v['pending_text']} pts awaiting TA review", style="yellow")
+        total.append("   + " + t("{points} pts awaiting TA review", points=v["pending_text"]), style="yellow")
     if v["bonus_pending_text"]:
-        total.append(f"   + {v['bonus_pending_text']} bonus pts awaiting TA review", style="yellow")
+        total.append("   + " + t("{points} bonus pts awaiting TA review", points=v["bonus_pending_text"]),
+                     style="yellow")
     if total.plain:
         console.print(total)

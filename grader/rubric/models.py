@@ -18,6 +18,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Localized(_Strict):
+    """Text in the course's languages (`en` required: it is the fallback)."""
+
+    en: str
+    ko: str = ""
+
+
+# A plain string (the same in every language) or {en: ..., ko: ...}.
+LocalizedText = Union[str, Localized]
+
+
 class Tolerance(_Strict):
     atol: float = Field(1e-4, ge=0)
     rtol: float = Field(1e-4, ge=0)
@@ -25,12 +36,12 @@ class Tolerance(_Strict):
 
 class _ItemBase(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    title: str
+    title: LocalizedText
     criterion: Criterion
     points: float = Field(gt=0)
     bonus: bool = False
     visibility: Literal["public", "hidden"] = "public"
-    hint: str = ""
+    hint: LocalizedText = ""
 
 
 class CheckItem(_ItemBase):
@@ -65,7 +76,7 @@ class ManualItem(_ItemBase):
 
     kind: Literal["manual"]
     answer_tag: str
-    guidance: str
+    guidance: LocalizedText
 
 
 Item = Annotated[Union[CheckItem, QuestionItem, ManualItem], Field(discriminator="kind")]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from grader.errors import SandboxUnavailable, UsageError
+from grader.i18n import Message, msg, render
 
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 
@@ -51,7 +52,7 @@ class SandboxJob:
 class CellProblem:
     kind: str                 # one of PROBLEM_KINDS
     cell: int | None          # 1-based position in the student's notebook (None: not tied to a cell)
-    message: str
+    message: Message | str    # rendered in the reader's language by to_json
     source_excerpt: str = ""
     in_probe: bool = False    # the grader's probe cell (the student's functions failed under it)
 
@@ -70,7 +71,7 @@ class ExecutionResult:
     log_tail: str = ""                  # the sandbox's stderr, for the grader's own diagnostics
     extra: dict = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self, lang: str = "en") -> dict:
         return {
             "status": self.status,
             "backend": self.backend,
@@ -78,7 +79,7 @@ class ExecutionResult:
             "network": self.network,
             "duration_s": round(self.duration_s, 3),
             "probe_ran": self.probe_ran,
-            "problems": [vars(p) for p in self.problems],
+            "problems": [{**vars(p), "message": render(p.message, lang)} for p in self.problems],
             **self.extra,
         }
 
@@ -150,12 +151,13 @@ def _error_kind(ename: str, evalue: str, duration_s: float, cell_timeout_s: floa
     return "cell_error"
 
 
-def _problem_message(kind: str, ename: str, evalue: str, cell_timeout_s: float) -> str:
+def _problem_message(kind: str, ename: str, evalue: str, cell_timeout_s: float) -> Message:
+    error = f"{ename}: {evalue}".strip()[:500]
     if kind == "cell_timeout":
-        return f"the cell ran longer than the per-cell limit of {cell_timeout_s:g} s and was interrupted"
+        return msg("exec.cell_timeout", seconds=f"{cell_timeout_s:g}")
     if kind == "oom":
-        return f"out of memory: {ename}: {evalue}".strip()[:500]
-    return f"{ename}: {evalue}".strip()[:500]
+        return msg("exec.oom", error=error)
+    return msg("exec.cell_error", error=error)
 
 
 def classify(
@@ -200,8 +202,8 @@ def classify(
         elif kind == "probe_done":
             payloads = [p for p in event.get("payloads", []) if isinstance(p, str)]
             for err in event.get("errors", []):
-                problems.append(CellProblem("cell_error", None, f"{err['ename']}: {err['evalue']}"[:500],
-                                            in_probe=True))
+                problems.append(CellProblem("cell_error", None, msg("exec.probe_error",
+                                            error=f"{err['ename']}: {err['evalue']}"[:500]), in_probe=True))
         elif kind == "done":
             done = event
 
@@ -218,21 +220,19 @@ def classify(
 
     if timed_out:
         cell, excerpt, in_probe = running_cell()
-        problems.append(CellProblem("timeout", cell, f"the notebook ran past its total time limit of "
-                                    f"{timeout_s:g} s and was stopped", excerpt, in_probe))
+        problems.append(CellProblem("timeout", cell, msg("exec.timeout", seconds=f"{timeout_s:g}"), excerpt,
+                                    in_probe))
     elif done is not None and done.get("error"):
         etype, emsg = done["error"]["type"], done["error"]["message"]
         cell, excerpt, in_probe = running_cell()
         if etype == "DeadKernelError" and done["error"].get("oom_kills", 0) > 0:
             # The memory cgroup's OOM killer took the kernel (docker's --memory).
-            problems.append(CellProblem("oom", cell, "out of memory: the kernel was killed for using more "
-                                        "than the memory limit", excerpt, in_probe))
+            problems.append(CellProblem("oom", cell, msg("exec.oom_killed"), excerpt, in_probe))
         elif etype == "DeadKernelError":
-            problems.append(CellProblem("kernel_died", cell, "the kernel died while this cell ran "
-                                        "(os._exit, a crash in native code, or a signal)", excerpt, in_probe))
+            problems.append(CellProblem("kernel_died", cell, msg("exec.kernel_died"), excerpt, in_probe))
         elif etype == "CellTimeoutError":
-            problems.append(CellProblem("cell_timeout", cell, f"the cell ran longer than the per-cell limit "
-                                        f"of {cell_timeout_s:g} s", excerpt, in_probe))
+            problems.append(CellProblem("cell_timeout", cell, msg("exec.cell_timeout", seconds=f"{cell_timeout_s:g}"),
+                                        excerpt, in_probe))
         else:
             return "sandbox_error", problems, notebook, payloads
     elif done is None:
@@ -240,8 +240,7 @@ def classify(
         if exit_signal == 9 and not killed_by_grader:
             # Killed from outside (the kernel OOM killer or a cgroup limit); rlimits raise
             # MemoryError inside the cell instead, which the cell's error already reports.
-            problems.append(CellProblem("oom", cell, "the run was killed for using too much memory",
-                                        excerpt, in_probe))
+            problems.append(CellProblem("oom", cell, msg("exec.killed_memory"), excerpt, in_probe))
         else:
             return "sandbox_error", problems, notebook, payloads
 
