@@ -193,6 +193,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             function_cells=function_cells(notebook),
         )
         checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys, lang=lang)
+        _draw_figures(checks, out_dir, lang)
         result.update(score(rubric, checks))
         result["checks"] = checks
         result["status"] = "graded"
@@ -209,6 +210,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             (out_dir / "executed.ipynb").write_text(json.dumps(executed, ensure_ascii=False, indent=1),
                                                     encoding="utf-8")
             result["executed_notebook"] = "executed.ipynb"
+            result["executed_notebook_html"] = _notebook_html(executed, out_dir / "executed.html")
         return _finish(result, out_dir, started)
     except UsageError:
         raise
@@ -221,6 +223,34 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         return _finish(result, out_dir, started)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _draw_figures(checks: list[dict], out_dir: Path | None, lang: str) -> None:
+    """Pictures of failed checks (student vs expected), as PNGs beside the report."""
+    for check in checks:
+        pair = check.pop("_figure", None)
+        if pair is None or out_dir is None:
+            continue
+        from grader.report.figures import render_comparison
+
+        labels = (render(msg("figure.yours"), lang), render(msg("figure.expected"), lang))
+        name = f"figures/{check['id']}.png"
+        render_comparison(pair[0], pair[1], out_dir / name, labels=labels, title=check["title"])
+        check["figure"] = name
+
+
+def _notebook_html(notebook: dict, target: Path) -> str | None:
+    """The executed notebook as HTML (nbconvert), with the outputs' HTML sanitised: the student's
+    notebook could carry scripts, and a TA opens this file in a browser."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+    except ImportError:
+        return None
+    exporter = HTMLExporter(sanitize_html=True)
+    body, _ = exporter.from_notebook_node(nbformat.from_dict(notebook))
+    target.write_text(body, encoding="utf-8")
+    return target.name
 
 
 def _file_sha256(path: Path) -> str:

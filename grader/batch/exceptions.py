@@ -22,3 +22,13 @@ class BatchLocked(UsageError):
 class EngineUnavailable(UsageError):
     """The engine asked for cannot run: unknown name, Ray not installed, no Ray cluster at the
     address given."""
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, raised after every grading process was stopped. What was finished
+    is installed in OUT; running the same command again grades the rest."""
+
+    def __init__(self, done: int, total: int):
+        self.done = done
+        self.total = total
+        super().__init__(f"interrupted: {done} of {total} submissions done")

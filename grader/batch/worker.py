@@ -53,7 +53,9 @@ def wall_clock_limit_s(options: GradeOptions) -> float:
 def grade_argv(path: Path, out_dir: Path, options: GradeOptions, *, python: str | None = None) -> list[str]:
     """The `grade submit` command line for one submission with `options` (only what the command
     line can express: `gpus` follows from `device`, `call_timeout_s` keeps its default)."""
-    argv = [python or sys.executable, "-m", "grader.cli", "submit", str(path), "--out", str(out_dir), "-q",
+    # Absolute paths: the process runs in its own scratch folder, not in the caller's.
+    argv = [python or sys.executable, "-m", "grader.cli", "submit", os.path.abspath(path),
+            "--out", os.path.abspath(out_dir), "-q",
             "--sandbox", options.sandbox,
             "--cell-timeout", repr(float(options.cell_timeout_s)),
             "--timeout", repr(float(options.timeout_s)),
@@ -65,7 +67,7 @@ def grade_argv(path: Path, out_dir: Path, options: GradeOptions, *, python: str 
     if options.seed is not None:
         argv += ["--seed", str(int(options.seed))]
     if options.data_dir is not None:
-        argv += ["--data-dir", str(options.data_dir)]
+        argv += ["--data-dir", os.path.abspath(options.data_dir)]
     return argv
 
 

@@ -27,6 +27,7 @@ class Verdict:
     message: Message | str = ""  # rendered in the reader's language by judge()
     fraction: float = 1.0       # share of the item's points earned when status is pass (partial credit)
     cell: int | None = None
+    figure: tuple | None = None  # (student's 2-D slice, expected 2-D slice) to draw for a failure
 
 
 @dataclass
@@ -130,6 +131,13 @@ def compare_tensors(actual: torch.Tensor | None, expected: torch.Tensor, tol: To
     return None
 
 
+def _figure(actual: torch.Tensor | None, expected: torch.Tensor) -> tuple | None:
+    from grader.report.figures import slice_2d
+
+    pair = (slice_2d(actual), slice_2d(expected))
+    return pair if pair[0] is not None and pair[1] is not None else None
+
+
 def output_check(call_id: str, function: str, outputs: dict[int, str], *, default_tol: Tolerance,
                  broadcast: bool = False, n_outputs: int | None = None) -> CheckDef:
     """A check that compares outputs `{index: name}` of one call with the expected values."""
@@ -154,7 +162,11 @@ def output_check(call_id: str, function: str, outputs: dict[int, str], *, defaul
                 return Verdict("fail", msg("check.not_a_tensor", what=what(name), type=outcome.types[index]))
             message = compare_tensors(actual, ctx.expected[call_id][index], tol, what(name), broadcast=broadcast)
             if message:
-                return Verdict("fail", message)
+                # The picture shows the last output when there are several: for attention that is
+                # the weights, whose pattern says more than the output's numbers.
+                shown = max(outputs)
+                pictured = outcome.outputs[shown] if shown < len(outcome.outputs) else actual
+                return Verdict("fail", message, figure=_figure(pictured, ctx.expected[call_id][shown]))
         return Verdict("pass", msg("check.matches", function=function))
 
     return CheckDef(check, function=function, needs_reference=True)
@@ -246,5 +258,7 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
             "cell": None if hidden else (verdict.cell or cell),
             "answer": answer,
             "guidance": guidance,
+            # drawn by the pipeline (it knows where the report goes); never for hidden checks
+            "_figure": None if hidden or verdict.status == "pass" else verdict.figure,
         })
     return results

@@ -231,6 +231,7 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool, t) -> dict[str, 
         "message": "" if hidden else _text(raw.get("message")).strip("\n"),
         "hint": "" if hidden else _text(raw.get("hint")).strip("\n"),
         "cell": None if hidden else cell,
+        "figure": None if hidden else _safe_href(raw.get("figure")),
         "answer": None if (hidden or answer is None) else _text(answer),
         "guidance": _text(guidance) if (include_guidance and not hidden and guidance is not None) else None,
     }
@@ -366,7 +367,9 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
     nb = result.get("executed_notebook")
     executed_notebook = None
     if nb:
-        executed_notebook = {"name": _text(nb).strip(), "href": _safe_href(nb)}
+        html_copy = result.get("executed_notebook_html")
+        executed_notebook = {"name": _text(nb).strip(), "href": _safe_href(nb),
+                             "html_href": _safe_href(html_copy) if html_copy else None}
 
     reason = _text(result.get("reason")).strip()
     notice = None

@@ -1,0 +1,269 @@
+"""`grade_batch`: a folder of submissions in, a folder of results, a gradebook and a summary out.
+
+discover -> keys (skip what is done) -> engine (local pool or Ray) -> install each result as it
+finishes -> gradebook.csv + summary.html from every student's result.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import grader
+from grader.batch.discover import SubmissionEntry, discover
+from grader.batch.exceptions import BatchInterrupted, EngineUnavailable
+from grader.batch.gradebook import GradebookRow, row_from_result, write_gradebook, write_summary
+from grader.batch.state import KEY_NAME, BatchKey, OutputArea, content_sha256, is_done, rubric_sha256
+from grader.batch.worker import Outcome, describe_failure
+from grader.batch.worker import wall_clock_limit_s as default_limit_s
+from grader.errors import UsageError
+from grader.pipeline import CRITERIA_EMPTY, GradeOptions
+from grader.report import write_reports
+
+__all__ = ["grade_batch", "BatchSummary", "BatchEvent", "Job", "ENGINES", "options_key", "default_workers"]
+
+ENGINES = ("local", "ray")
+GRADEBOOK_NAME = "gradebook.csv"
+SUMMARY_NAME = "summary.html"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submission to grade in this run, with the key its result will be stored under."""
+
+    entry: SubmissionEntry
+    key: BatchKey
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """Progress of a batch, for a progress bar: one "start", then one "done" per graded student."""
+
+    kind: str                   # "start" | "done"
+    total: int = 0              # submissions in INPUT
+    to_grade: int = 0           # of which this run grades (the rest is reused)
+    reused: int = 0
+    student: str | None = None  # "done": who
+    status: str | None = None   # "done": graded | rejected | error
+    problem: bool = False       # "done": not graded, or the notebook did not complete
+    reason: str = ""
+
+
+@dataclass
+class BatchSummary:
+    """What a batch produced. `rows` has one row per student of INPUT, sorted by student id."""
+
+    out_dir: Path
+    engine: str
+    rows: list[GradebookRow]
+    graded_now: list[str]
+    reused: list[str]
+    ignored: list[str]
+    layout: str
+    gradebook: Path
+    summary_html: Path
+    duration_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def default_workers() -> int:
+    """The CPUs this process may use (the container's or cgroup's share where it is set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def options_key(options: GradeOptions) -> dict[str, Any]:
+    """The grading options that change a result, as stored in `.batch-key`. Not the engine, the
+    workers or the Ray address: where a submission is graded does not change its grade."""
+    return {
+        "assignment": options.assignment, "sandbox": options.sandbox,
+        "cell_timeout_s": float(options.cell_timeout_s), "timeout_s": float(options.timeout_s),
+        "memory_mb": int(options.memory_mb), "seed": options.seed, "profile": options.profile,
+        "device": options.device, "data_dir": str(options.data_dir) if options.data_dir else None,
+    }
+
+
+def _validate(engine: str, workers: int | None, options: GradeOptions) -> None:
+    from grader.assignments import check_gradable
+    from grader.sandbox import available_backends
+
+    if engine not in ENGINES:
+        raise EngineUnavailable(f"unknown engine {engine!r}: choose local or ray")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {workers})")
+    if options.profile not in ("smoke", "full"):
+        raise UsageError(f"unknown profile {options.profile!r}: choose smoke or full")
+    sandboxes = ("auto", *available_backends())
+    if options.sandbox not in sandboxes:
+        raise UsageError(f"unknown sandbox {options.sandbox!r}: choose {' | '.join(sandboxes)}")
+    if options.assignment is not None:
+        check_gradable(options.assignment)
+
+
+def _error_result(entry: SubmissionEntry, options: GradeOptions, reason: str, duration_s: float) -> dict:
+    """A result.json for a submission whose grading process left none (same fields as the
+    pipeline's, so every tool reading results reads these too)."""
+    from grader.assignments.catalog import CATALOG
+
+    info = CATALOG.get(options.assignment or "")
+    return {
+        "assignment": options.assignment, "title": info.title if info else None,
+        "status": "error", "reason": reason, "score": 0.0,
+        "max_score": float(info.points) if info else 0.0, "bonus": 0.0, "bonus_max": 0.0,
+        "criteria": json.loads(json.dumps(CRITERIA_EMPTY)), "checks": [],
+        "submission": {"source": str(entry.path), "sha256": None, "notebook": None, "notes": []},
+        "execution": None, "executed_notebook": None,
+        "duration_s": round(duration_s, 3), "grader_version": grader.__version__,
+    }
+
+
+def _read_result(folder: Path) -> dict | None:
+    try:
+        result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("status") in ("graded", "rejected", "error") else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def grade_batch(input_dir: Path, out_dir: Path, *, workers: int | None = None, engine: str = "local",
+                ray_address: str | None = None, options: GradeOptions | None = None,
+                progress: Callable[[BatchEvent], None] | None = None,
+                wall_clock_limit_s: float | None = None) -> BatchSummary:
+    """Grade every submission in `input_dir` into `out_dir` and write the gradebook and summary.
+
+    Each student's result goes to `out_dir/<student>/` (result.json, feedback.html/.md,
+    executed.ipynb, .batch-key), installed atomically as it finishes; what is already done (same
+    content, grader, options and rubric) is reused. A submission that crashes, hangs or kills
+    its grading process becomes an `error` row; the batch goes on.
+
+    `workers`: processes at once (local; default: the CPUs available) or tasks in flight (ray;
+    default: twice the cluster's slots). `wall_clock_limit_s`: the guard around one grading
+    process (default: `options.timeout_s` plus a margin).
+
+    Raises UsageError (and subclasses: BatchInputError, BatchLocked, EngineUnavailable) before
+    any grading; BatchInterrupted on Ctrl-C, after every grading process was stopped.
+    """
+    started = time.monotonic()
+    options = options or GradeOptions()
+    say = progress or (lambda event: None)
+    _validate(engine, workers, options)
+    if engine == "ray":
+        from grader.batch.ray_engine import import_ray
+
+        import_ray(ray_address)  # a missing Ray is a usage error before any work
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    found = discover(input_dir, out_dir=out_dir, assignment=options.assignment)
+    limit_s = wall_clock_limit_s if wall_clock_limit_s is not None else default_limit_s(options)
+    wanted_options = options_key(options)
+
+    with OutputArea(out_dir) as area:
+        jobs: list[Job] = []
+        reused: list[str] = []
+        for entry in found.entries:
+            key = BatchKey(student=entry.student, content_sha256=content_sha256(entry.path),
+                           grader_version=grader.__version__, options=wanted_options)
+            if is_done(area.student_dir(entry.student), key):
+                reused.append(entry.student)
+            else:
+                jobs.append(Job(entry, key))
+        total = len(found.entries)
+        say(BatchEvent("start", total=total, to_grade=len(jobs), reused=len(reused)))
+        graded_now: list[str] = []
+
+        def finish(job: Job, attempt_out: Path, outcome: Outcome) -> None:
+            """Turn one finished attempt into OUT/<student>/, atomically."""
+            entry = job.entry
+            attempt_out.mkdir(parents=True, exist_ok=True)
+            result = _read_result(attempt_out)
+            if result is None:
+                # No result: whatever the process left is partial. Replace it by an error result.
+                for leftover in attempt_out.iterdir():
+                    if leftover.is_dir() and not leftover.is_symlink():
+                        shutil.rmtree(leftover)
+                    else:
+                        leftover.unlink()
+                result = _error_result(entry, options, describe_failure(outcome), outcome.wall_s)
+                write_reports(result, attempt_out)
+            result["student"] = entry.student  # the id is kept in every output
+            if isinstance(result.get("submission"), dict):
+                result["submission"]["source"] = str(entry.path)  # not the Ray node's scratch copy
+            result["batch"] = {"engine": engine, "host": outcome.host, "wall_s": outcome.wall_s}
+            _write_json(attempt_out / "result.json", result)
+            record = attempt_out / "record.json"  # the staff's regrade record, where the pipeline writes one
+            if record.is_file():
+                try:
+                    data = json.loads(record.read_text(encoding="utf-8"))
+                    if isinstance(data, dict):
+                        data["source"] = str(entry.path.resolve())
+                        data["student"] = entry.student
+                        _write_json(record, data)
+                except (OSError, ValueError):
+                    pass
+            assignment = result.get("assignment")
+            key = dataclasses.replace(job.key, assignment=assignment, rubric_sha256=rubric_sha256(assignment),
+                                      status=result["status"])
+            # Written last: a folder without it is never taken as done.
+            (attempt_out / KEY_NAME).write_text(key.to_json(), encoding="utf-8")
+            area.install(attempt_out, entry.student)
+            shutil.rmtree(attempt_out.parent, ignore_errors=True)  # the attempt's scratch (its log)
+            graded_now.append(entry.student)
+            row = row_from_result(entry.student, result)
+            say(BatchEvent("done", total=total, to_grade=len(jobs), reused=len(reused), student=entry.student,
+                           status=row.status, problem=row.problem, reason=row.reason))
+
+        try:
+            if not jobs:
+                pass  # everything is done already: no engine to start (no Ray connection either)
+            elif engine == "local":
+                from grader.batch.local_pool import run_local
+
+                run_local(jobs, workers=workers or default_workers(), options=options, limit_s=limit_s,
+                          scratch=area.scratch, on_done=finish)
+            else:
+                from grader.batch.ray_engine import run_ray
+
+                def write_files(job: Job, files: dict[str, bytes]) -> Path:
+                    attempt_out = area.scratch(job.entry.student) / "out"
+                    attempt_out.mkdir()
+                    for name, data in files.items():
+                        if "/" in name or name in ("", ".", ".."):
+                            continue  # only plain names come back; never trust a path
+                        (attempt_out / name).write_bytes(data)
+                    return attempt_out
+
+                run_ray(jobs, address=ray_address, workers=workers, options=options, limit_s=limit_s,
+                        write_files=write_files, on_done=finish)
+        except KeyboardInterrupt as exc:
+            raise BatchInterrupted(done=len(reused) + len(graded_now), total=total) from exc
+
+        rows = []
+        for entry in found.entries:
+            result = _read_result(area.student_dir(entry.student))
+            if result is None:  # pragma: no cover - every job installs a result or raised
+                result = _error_result(entry, options, "no result was stored for this submission", 0.0)
+            rows.append(row_from_result(entry.student, result))
+        meta = {"input_dir": str(input_dir), "engine": engine, "ignored": found.ignored,
+                "grader_version": grader.__version__}
+        gradebook = write_gradebook(rows, out_dir / GRADEBOOK_NAME)
+        summary_html = write_summary(rows, out_dir / SUMMARY_NAME, **meta)
+
+    counts = {s: sum(1 for r in rows if r.status == s) for s in ("graded", "rejected", "error")}
+    counts["incomplete"] = sum(1 for r in rows if r.status == "graded" and r.problem)
+    return BatchSummary(out_dir=out_dir, engine=engine, rows=rows, graded_now=graded_now, reused=reused,
+                        ignored=found.ignored, layout=found.layout, gradebook=gradebook,
+                        summary_html=summary_html, duration_s=round(time.monotonic() - started, 3),
+                        counts=counts)

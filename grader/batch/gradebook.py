@@ -1,0 +1,301 @@
+"""The class view of a batch: `gradebook.csv` (one row per student) and `summary.html`.
+
+Both are built from the students' `result.json` files only, so they can be rebuilt at any time
+from OUT, and a resumed batch gives the same gradebook as one that ran in one go.
+
+`summary.html` is for the staff (it names hidden checks): the score distribution as an inline
+SVG histogram, the mean of every criterion, the pass rate of every check (weakest first: the
+concepts the class missed), and the submissions that were rejected, failed, or whose notebook
+did not run to completion, with the reason. It is self-contained (inline CSS and SVG, no
+JavaScript, no external resource) and rendered with autoescaping: student ids, reasons and
+messages come from submissions and are untrusted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+
+
+__all__ = ["GradebookRow", "row_from_result", "write_gradebook", "render_summary_html", "write_summary",
+           "CRITERIA_ORDER"]
+
+CRITERIA_ORDER = ("implementation", "theory", "experiments", "code_quality")
+# The sandbox's run statuses and problem kinds (grader.sandbox), for the staff's views.
+EXECUTION_LABELS = {
+    "cell_error": "a cell raised an exception", "cell_timeout": "a cell ran past its time limit",
+    "timeout": "the notebook ran past its time limit", "oom": "the notebook ran out of memory",
+    "kernel_died": "the kernel died", "not_run": "the notebook was not run",
+}
+PROBLEM_LABELS = {
+    "cell_error": "exception", "cell_timeout": "cell timed out", "timeout": "notebook timed out",
+    "oom": "out of memory", "kernel_died": "kernel died", "not_run": "not run",
+}
+HISTOGRAM_BINS = 10
+# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_points(value: Any) -> str:
+    """24.5 -> '24.5', 30.0 -> '30', 0.125 -> '0.13', None -> '—'."""
+    f = _num(value)
+    if f is None:
+        return "—"
+    text = f"{f:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _one_line(text: Any, limit: int = 400) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+@dataclass
+class GradebookRow:
+    """One student's line of the gradebook."""
+
+    student: str
+    status: str                                  # graded | rejected | error
+    assignment: str | None = None
+    criteria: dict[str, float] = field(default_factory=dict)
+    score: float | None = None
+    max_score: float | None = None
+    bonus: float | None = None
+    pending: float | None = None                 # points of manual items awaiting a TA
+    execution: str = ""                          # the notebook run's status (graded rows)
+    reason: str = ""
+    result: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def problem(self) -> bool:
+        """Worth the TA's look: not graded, or graded from a run that did not complete."""
+        return self.status != "graded" or self.execution not in ("", "completed")
+
+
+def _execution_reason(result: dict) -> tuple[str, str]:
+    ex = result.get("execution") if isinstance(result.get("execution"), dict) else {}
+    status = str(ex.get("status") or "")
+    if not status or status == "completed":
+        return status, ""
+    parts = []
+    for p in ex.get("problems") or []:
+        if not isinstance(p, dict):
+            continue
+        label = PROBLEM_LABELS.get(str(p.get("kind")), str(p.get("kind") or "problem"))
+        cell = p.get("cell")
+        parts.append(f"{label} in cell {cell}" if isinstance(cell, int) and not isinstance(cell, bool) else label)
+    summary = EXECUTION_LABELS.get(status, status.replace("_", " "))
+    return status, summary + (f" ({'; '.join(dict.fromkeys(parts))})" if parts else "")
+
+
+def row_from_result(student: str, result: dict) -> GradebookRow:
+    """The gradebook row of one result.json. Only graded rows carry scores: a rejected or failed
+    submission has not been graded yet (its 0 would read as a mark)."""
+    status = str(result.get("status") or "error")
+    row = GradebookRow(student=student, status=status, assignment=result.get("assignment"),
+                       max_score=_num(result.get("max_score")) or None, result=result)
+    if status == "graded":
+        criteria = result.get("criteria") if isinstance(result.get("criteria"), dict) else {}
+        row.criteria = {name: _num(c.get("score")) or 0.0 for name, c in criteria.items() if isinstance(c, dict)}
+        row.score = _num(result.get("score"))
+        row.bonus = _num(result.get("bonus"))
+        row.pending = sum(_num(c.get("pending")) or 0.0 for c in criteria.values() if isinstance(c, dict))
+        row.execution, row.reason = _execution_reason(result)
+    else:
+        row.reason = _one_line(result.get("reason") or "no reason given")
+    return row
+
+
+def _criteria_columns(rows: Iterable[GradebookRow]) -> list[str]:
+    seen = list(CRITERIA_ORDER)
+    for row in rows:
+        for name in row.criteria:
+            if name not in seen:
+                seen.append(name)
+    return seen
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    text = str(value)
+    # A leading quote makes spreadsheets show the text instead of running it.
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def gradebook_csv(rows: list[GradebookRow]) -> str:
+    criteria = _criteria_columns(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student", "status", "assignment", *criteria, "score", "max_score", "bonus", "pending",
+                     "execution", "reason"])
+    for row in rows:
+        writer.writerow([_cell(row.student), row.status, _cell(row.assignment),
+                         *(_cell(row.criteria.get(c)) if row.status == "graded" else "" for c in criteria),
+                         _cell(row.score), _cell(row.max_score), _cell(row.bonus), _cell(row.pending),
+                         row.execution, _cell(row.reason)])
+    return buffer.getvalue()
+
+
+def _atomic_write(path: Path, text: str, encoding: str = "utf-8") -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding=encoding, newline="")
+    os.replace(tmp, path)
+
+
+def write_gradebook(rows: list[GradebookRow], path: Path) -> Path:
+    """Write the gradebook (UTF-8 with a byte-order mark, so that spreadsheet programs read
+    Korean names right; Python reads it with encoding="utf-8-sig")."""
+    _atomic_write(Path(path), gradebook_csv(rows), encoding="utf-8-sig")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# summary.html
+# --------------------------------------------------------------------------------------------
+
+
+def _histogram(scores: list[float], max_score: float) -> dict:
+    """Bars of an SVG histogram: HISTOGRAM_BINS equal bins over [0, max_score], the last one
+    closed (a full score counts in the top bin)."""
+    width, height, left, bottom, top = 640, 220, 36, 34, 12
+    bins = [0] * HISTOGRAM_BINS
+    span = max_score if max_score > 0 else (max(scores) if scores else 1.0) or 1.0
+    for s in scores:
+        index = min(HISTOGRAM_BINS - 1, max(0, int(s / span * HISTOGRAM_BINS)))
+        bins[index] += 1
+    peak = max(bins) or 1
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    bar_w = plot_w / HISTOGRAM_BINS
+    bars = []
+    for i, count in enumerate(bins):
+        h = plot_h * count / peak
+        lo, hi = span * i / HISTOGRAM_BINS, span * (i + 1) / HISTOGRAM_BINS
+        bars.append({
+            "x": round(left + i * bar_w + 1, 1), "y": round(top + plot_h - h, 1), "w": round(bar_w - 2, 1),
+            "h": round(h, 1), "count": count, "label": f"{fmt_points(lo)}–{fmt_points(hi)}",
+            "label_x": round(left + i * bar_w + bar_w / 2, 1),
+            "range": f"{fmt_points(lo)} to {fmt_points(hi)}" + (" (inclusive)" if i == HISTOGRAM_BINS - 1 else ""),
+        })
+    ticks = sorted({0, peak, peak // 2} if peak > 1 else {0, peak})
+    return {"width": width, "height": height, "left": left, "top": top, "plot_h": plot_h, "plot_w": plot_w,
+            "axis_y": top + plot_h, "bars": bars,
+            "ticks": [{"value": t, "y": round(top + plot_h - plot_h * t / peak, 1)} for t in ticks]}
+
+
+def _check_rates(graded: list[GradebookRow]) -> list[dict]:
+    checks: dict[str, dict] = {}
+    for row in graded:
+        for check in row.result.get("checks") or []:
+            if not isinstance(check, dict) or not check.get("id"):
+                continue
+            entry = checks.setdefault(str(check["id"]), {
+                "id": str(check["id"]), "title": str(check.get("title") or check["id"]),
+                "criterion": str(check.get("criterion") or ""), "hidden": check.get("visibility") == "hidden",
+                "bonus": bool(check.get("bonus")), "pass": 0, "fail": 0, "error": 0, "pending": 0,
+            })
+            status = str(check.get("status"))
+            if status in ("pass", "fail", "error", "pending"):
+                entry[status] += 1
+    out = []
+    for entry in checks.values():
+        decided = entry["pass"] + entry["fail"] + entry["error"]
+        entry["decided"] = decided
+        entry["rate"] = entry["pass"] / decided if decided else None
+        entry["pct"] = round(100 * entry["rate"], 1) if decided else None
+        out.append(entry)
+    # Weakest first; manual-only items (no decided verdict) last.
+    out.sort(key=lambda e: (e["rate"] is None, e["rate"] if e["rate"] is not None else 0, e["id"]))
+    return out
+
+
+def _assignment_view(assignment: str | None, rows: list[GradebookRow]) -> dict:
+    graded = [r for r in rows if r.status == "graded"]
+    scores = [r.score for r in graded if r.score is not None]
+    max_score = next((r.max_score for r in rows if r.max_score), 0.0) or 0.0
+    title = next((str(r.result.get("title")) for r in rows if r.result.get("title")), assignment or "unknown assignment")
+    criteria = []
+    for name in _criteria_columns(graded):
+        values = [r.criteria[name] for r in graded if name in r.criteria]
+        maxima = [_num((r.result.get("criteria") or {}).get(name, {}).get("max_score")) for r in graded]
+        maxima = [m for m in maxima if m]
+        if values:
+            mean, top = statistics.fmean(values), maxima[0] if maxima else 0.0
+            criteria.append({"name": name, "label": name.replace("_", " ").capitalize(), "mean": mean,
+                             "max": top, "pct": round(100 * mean / top, 1) if top else 0.0})
+    stats = None
+    if scores:
+        stats = {"mean": statistics.fmean(scores), "median": statistics.median(scores), "min": min(scores),
+                 "max": max(scores), "pass_count": sum(1 for s in scores if max_score and s >= 0.5 * max_score)}
+    return {
+        "assignment": assignment or "", "title": title, "count": len(rows),
+        "graded": len(graded), "max_score": max_score, "stats": stats,
+        "histogram": _histogram(scores, max_score) if scores else None,
+        "criteria": criteria, "checks": _check_rates(graded),
+        "pending_total": sum(r.pending or 0.0 for r in graded),
+        "pending_students": sum(1 for r in graded if r.pending),
+    }
+
+
+def build_summary_view(rows: list[GradebookRow], *, input_dir: str = "", engine: str = "",
+                       ignored: list[str] | None = None, grader_version: str = "") -> dict:
+    groups: dict[str | None, list[GradebookRow]] = {}
+    for row in rows:
+        if row.status == "graded" or row.assignment:
+            groups.setdefault(row.assignment, []).append(row)
+    counts = {s: sum(1 for r in rows if r.status == s) for s in ("graded", "rejected", "error")}
+    counts["incomplete"] = sum(1 for r in rows if r.status == "graded" and r.problem)
+    problems = [{"student": r.student, "status": r.status if r.status != "graded" else "incomplete run",
+                 "kind": r.status if r.status != "graded" else "incomplete",
+                 "assignment": r.assignment or "", "reason": r.reason or "—",
+                 "score": fmt_points(r.score) if r.score is not None else ""}
+                for r in rows if r.problem]
+    return {
+        "title": "Batch summary",
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "input_dir": input_dir, "engine": engine, "grader_version": grader_version,
+        "total": len(rows), "counts": counts,
+        "assignments": [_assignment_view(a, rs) for a, rs in sorted(groups.items(), key=lambda kv: str(kv[0]))],
+        "problems": problems, "ignored": list(ignored or []),
+    }
+
+
+def _environment() -> jinja2.Environment:
+    try:
+        loader: jinja2.BaseLoader = jinja2.PackageLoader("grader.batch", "templates")
+    except (ValueError, ModuleNotFoundError):  # pragma: no cover - unusual import set-ups
+        loader = jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates"))
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["points"] = fmt_points
+    return env
+
+
+def render_summary_html(rows: list[GradebookRow], **meta: Any) -> str:
+    return _environment().get_template("summary.html.j2").render(**build_summary_view(rows, **meta))
+
+
+def write_summary(rows: list[GradebookRow], path: Path, **meta: Any) -> Path:
+    _atomic_write(Path(path), render_summary_html(rows, **meta))
+    return Path(path)

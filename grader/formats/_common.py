@@ -1,0 +1,60 @@
+"""Helpers shared by the platform formats: what a result.json check is, and how it reads."""
+
+from __future__ import annotations
+
+import time
+
+import grader
+
+CRITERIA = ("implementation", "theory", "experiments", "code_quality")
+
+
+def is_manual(check: dict) -> bool:
+    """A free-text item a TA scores (the judge gives manual items a `guidance`, others None)."""
+    return check.get("guidance") is not None
+
+
+def is_hidden(check: dict) -> bool:
+    return check.get("visibility") == "hidden"
+
+
+def total_score(result: dict) -> float:
+    """What the platforms count: the score plus the bonus (the bonus may lift it over max_score)."""
+    return round(float(result.get("score") or 0.0) + float(result.get("bonus") or 0.0), 4)
+
+
+def check_name(check: dict) -> str:
+    title = check.get("title") or check["id"]
+    bonus = " (bonus)" if check.get("bonus") else ""
+    return f"{check['id']}: {title}{bonus}"
+
+
+def check_text(check: dict, *, with_hint: bool = True) -> str:
+    """The message as the TA's report shows it, and the hint where the report gives one. Hidden
+    checks show nothing but their verdict."""
+    if is_hidden(check):
+        return ""
+    parts = [str(check.get("message") or "").strip()]
+    hint = str(check.get("hint") or "").strip()
+    if with_hint and hint and check.get("status") != "pass":
+        parts.append(f"Hint: {hint}")
+    return "\n".join(p for p in parts if p)
+
+
+def graded_checks(result: dict) -> list[dict]:
+    return list(result.get("checks") or []) if result.get("status") == "graded" else []
+
+
+def error_result(reason: str, *, assignment: str | None = None, max_score: float | None = None,
+                 status: str = "error") -> dict:
+    """A minimal result.json for a run that produced none (a usage error, a crash before the
+    pipeline returned): every format can still say what went wrong."""
+    if max_score is None:
+        from grader.assignments.catalog import CATALOG
+
+        info = CATALOG.get(assignment or "")
+        max_score = float(info.points) if info else 0.0
+    return {"assignment": assignment, "title": None, "status": status, "reason": reason, "score": 0.0,
+            "max_score": float(max_score), "bonus": 0.0, "bonus_max": 0.0, "criteria": {}, "checks": [],
+            "duration_s": 0.0, "grader_version": grader.__version__,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

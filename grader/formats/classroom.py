@@ -1,0 +1,94 @@
+"""GitHub Classroom: the JSON that `classroom-resources/autograding-grading-reporter@v1` reads.
+
+The reporter takes, for each runner id listed in its `runners` input, the environment variable
+`<ID upper-cased>_RESULTS` (hyphens kept), base64-decodes it and parses this JSON:
+
+    {"version": 1, "status": "pass" | "fail" | "error", "max_score": N,
+     "tests": [{"name", "status", "score", "message", "test_code", "filename", "line_no", "duration"}]}
+
+Classroom's points are the sum of the tests' `score`s out of `max_score`, and the job fails when
+`status` is "fail" or "error". Mapping (documented in the README of an exported template):
+
+* every rubric item of a graded result is one test, in rubric order, with its own `score`
+  (fractions allowed), so the sum of the scores is `score + bonus` of result.json and
+  `max_score` is the assignment's points (the bonus can lift the sum above it);
+* a test's `status` is "pass" | "fail" | "error" (the check's own; a check the grader could not
+  run is "error"). Pending items (free-text answers awaiting a TA; hidden checks and answer keys
+  on a student's installation) are not failures: status "pass", score 0, message "pending: ...";
+* the run's `status` is "error" when the grader failed, "fail" when a check failed or errored or
+  the submission was rejected, else "pass";
+* `tests` is never empty: a rejected submission is one "fail" test, a grader failure one "error"
+  test, each with the reason as its message;
+* `filename` is the graded notebook and `line_no` the notebook cell the check concerns (0 when
+  it concerns no single cell); `test_code` says how to reproduce the check; `duration` is 0 for a
+  check (the pipeline times the whole run) and the run's duration for a single failure test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from grader.formats._common import check_name, check_text, graded_checks, is_hidden
+
+VERSION = 1
+TEST_FIELDS = ("name", "status", "score", "message", "test_code", "filename", "line_no", "duration")
+
+
+def _notebook(result: dict) -> str:
+    submission = result.get("submission") or {}
+    return str(submission.get("notebook") or "")
+
+
+def _test(check: dict, result: dict) -> dict:
+    status = check.get("status")
+    text = check_text(check)
+    if status == "pending":
+        test_status = "pass"
+        text = "pending: " + (text or "judged by the course grader")
+    elif status in ("pass", "fail", "error"):
+        test_status = status
+    else:
+        test_status = "error"
+    if is_hidden(check) and status != "pending":
+        text = f"hidden check: {status}"
+    return {
+        "name": check_name(check),
+        "status": test_status,
+        "score": float(check.get("score") or 0.0),
+        "message": text,
+        "test_code": f"grade --assignment {result.get('assignment')} (rubric item {check['id']})",
+        "filename": _notebook(result),
+        "line_no": int(check.get("cell") or 0),
+        "duration": 0,
+    }
+
+
+def to_classroom(result: dict) -> dict:
+    """The Classroom reporter's JSON for one result.json."""
+    max_score = float(result.get("max_score") or 0.0)
+    checks = graded_checks(result)
+    if not checks:
+        rejected = result.get("status") == "rejected"
+        graded = result.get("status") == "graded"
+        reason = result.get("reason") or ("no rubric item was graded" if graded else "the grader produced no result")
+        status = "fail" if rejected else "error"
+        name = "submission" if rejected else "grader"
+        tests = [{"name": name, "status": status, "score": 0.0,
+                  "message": f"{'rejected' if rejected else 'grader failure'}: {reason}",
+                  "test_code": f"grade --assignment {result.get('assignment')}", "filename": _notebook(result),
+                  "line_no": 0, "duration": float(result.get("duration_s") or 0.0)}]
+        return {"version": VERSION, "status": status, "max_score": max_score, "tests": tests}
+    tests = [_test(check, result) for check in checks]
+    failed = any(t["status"] in ("fail", "error") for t in tests)
+    # The reporter sums the tests' scores: score + bonus of result.json (tests/test_formats.py).
+    return {"version": VERSION, "status": "fail" if failed else "pass", "max_score": max_score, "tests": tests}
+
+
+def encode(document: dict) -> str:
+    """The value of the runner step's `result` output: base64 of the JSON."""
+    return base64.b64encode(json.dumps(document, ensure_ascii=False).encode("utf-8")).decode("ascii")
+
+
+def decode(value: str) -> dict:
+    return json.loads(base64.b64decode(value).decode("utf-8"))
