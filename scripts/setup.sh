@@ -6,11 +6,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 # Debian packages: bubblewrap (the local sandbox's isolation); docker.io and debootstrap (the
-# docker sandbox's engine and its offline CPU image, used by the tests marked `docker`).
+# docker sandbox's engine and its offline CPU image, used by the tests marked `docker`); chromium
+# and fonts-noto-cjk (the report's browser test).
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+# chromium and Korean fonts: the browser test of the feedback report
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+fc-list :lang=ko 2>/dev/null | grep -q . || missing="$missing fonts-noto-cjk"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
