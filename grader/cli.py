@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from grader import __version__
 from grader.errors import GraderError, RubricError, UsageError
+from grader.review.command import regrade, review
 
 EXIT_OK, EXIT_REJECTED, EXIT_GRADER_FAILED = 0, 2, 3
 
@@ -120,6 +121,9 @@ def expected(
         _fail(EXIT_REJECTED, str(exc))
     typer.echo(f"wrote {path}")
 
+
+app.command("review")(review)
+app.command("regrade")(regrade)
 
 image_app = typer.Typer(help="The docker sandbox's image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")

@@ -26,6 +26,15 @@ The scores file (`grade review DIR --scores FILE.yaml`, see `parse_scores` and
 
 A file without the `results:` key is read as the `results` mapping itself
 (`{kim: {exp-analysis: {score: 2}}}`).
+
+A reviewed item's check entry becomes status "pass" with the awarded points ("fail" for 0), the
+message "reviewed by NAME: COMMENT" (in the result's language) and a `review` field (reviewer,
+time, comment, number of reviews); the totals come from `grader.rubric.score`.
+
+`regrade(DIR)` grades the recorded submission (record.json: source, secret seed, options) again
+into a fresh folder, re-applies reviews.json to it, compares the verdicts, moves the old result
+to DIR/history/<UTC time>/ and puts the new one in place, with DIR/regrade.json saying what
+changed and why. `carry_over(old, new)` is the part a batch re-run needs to keep the reviews.
 """
 
 from __future__ import annotations
@@ -444,6 +453,7 @@ class _Plan:
     rubric: Any
     history: list[dict]
     entries: list[dict]
+    new_result: dict | None = None      # the result rebuilt from history + entries
 
 
 def _plan(folder: ResultFolder, scores: Mapping[str, Any], reviewer: str, via: str,
@@ -502,18 +512,22 @@ def _plan(folder: ResultFolder, scores: Mapping[str, Any], reviewer: str, via: s
                         "comment": _CONTROL.sub(" ", value.comment).strip(),
                         "reviewer": reviewer, "at": at, "via": via,
                         "answer_sha256": answer_sha256(checks[item_id].get("answer"))})
-    return _Plan(folder, result, rubric, history, entries)
+    try:  # a result the rubric no longer fits is refused here, before anything is written
+        new_result, _ = rebuild(result, history + entries, rubric)
+    except ReviewError as exc:
+        problems.extend(where + p for p in exc.problems)
+        return None
+    return _Plan(folder, result, rubric, history, entries, new_result)
 
 
-def _commit(plan: _Plan) -> tuple[dict, list[str]]:
-    """Append the entries to the history, then rebuild the result from the whole history."""
-    history = plan.history + plan.entries
-    if plan.entries:
-        _write_json(plan.folder.path / REVIEWS_NAME, {
-            "format": REVIEWS_FORMAT, "assignment": plan.result.get("assignment"), "reviews": history})
-    new, warnings = rebuild(plan.result, history, plan.rubric)
-    _write_result(plan.folder.path, new)
-    return new, warnings
+def _commit(plan: _Plan) -> dict:
+    """Append the entries to the history (first: it is the source of truth), then write the
+    result rebuilt from the whole history, and its reports."""
+    _write_json(plan.folder.path / REVIEWS_NAME, {
+        "format": REVIEWS_FORMAT, "assignment": plan.result.get("assignment"),
+        "reviews": plan.history + plan.entries})
+    _write_result(plan.folder.path, plan.new_result)
+    return plan.new_result
 
 
 def apply_batch_reviews(directory: Path, scores: Mapping[str, Mapping[str, Any]], reviewer: str, *,
@@ -558,7 +572,7 @@ def apply_batch_reviews(directory: Path, scores: Mapping[str, Mapping[str, Any]]
         out = {}
         for plan in plans:
             if plan.entries:
-                out[plan.folder.student], _ = _commit(plan)
+                out[plan.folder.student] = _commit(plan)
         if gradebook and batch is not None and out:
             refresh_gradebook(batch)
     return out
@@ -726,15 +740,25 @@ def write_gradebook(batch_dir: Path) -> Path | None:
 # --------------------------------------------------------------------------------------------
 
 
-def carry_over(old_dir: Path, new_dir: Path) -> tuple[dict, list[str]]:
-    """Bring the review history (and the earlier results kept in history/) of `old_dir` to the
-    freshly graded `new_dir`, and re-apply the reviews to its result. For the batch: call this
-    on the new attempt before it replaces OUT/<student>/, so that a regrade keeps the TA's work.
-    Returns (new result, warnings): a review of an answer that has changed since is re-applied
-    but named in the warnings."""
+def carry_over(old_dir: Path, new_dir: Path, *, keep_old: bool = True) -> tuple[dict, list[str]]:
+    """Bring the review history of `old_dir` to the freshly graded `new_dir` and re-apply the
+    reviews to its result; with `keep_old`, also copy the old result (and the earlier ones in its
+    history/) into new_dir/history/<UTC time>/. `old_dir` is only read.
+
+    For the batch: call this on the new attempt before it replaces OUT/<student>/, so that a
+    regrade of a changed submission keeps the TA's work and the old result. Returns (new result,
+    warnings): a review of an answer that has changed since is re-applied but named in the
+    warnings."""
     old_dir, new_dir = Path(old_dir), Path(new_dir)
     warnings: list[str] = []
     history = read_history(old_dir) if old_dir.is_dir() else []
+    if keep_old and (old_dir / "result.json").is_file():
+        target = new_dir / HISTORY_DIR
+        if (old_dir / HISTORY_DIR).is_dir():
+            shutil.copytree(old_dir / HISTORY_DIR, target, symlinks=True, dirs_exist_ok=True)
+        target.mkdir(exist_ok=True)
+        shutil.copytree(old_dir, stamp_folder(target), symlinks=True,
+                        ignore=lambda folder, names: [HISTORY_DIR, LOCK_NAME] if Path(folder) == old_dir else [])
     if history:
         assignment = _read_json(new_dir / "result.json", "result.json").get("assignment")
         _write_json(new_dir / REVIEWS_NAME, {"format": REVIEWS_FORMAT, "assignment": assignment,
@@ -947,6 +971,8 @@ def regrade(result_dir: Path, *, submission: Path | None = None,
     if not str(source) or not source.exists():
         raise ReviewError(f"{source}: the submission is not there any more; give it with --submission PATH")
     options = _options_from_record(record)
+    if getattr(options, "lang", "unset") is None and old.get("lang"):
+        options.lang = old["lang"]  # the messages stay in the language the student had them in
     batch, _ = find_results(result_dir)
     read_history(result_dir)  # an unreadable history stops the regrade before any work
     with _batch_guard(batch), review_lock(result_dir):
@@ -961,7 +987,7 @@ def regrade(result_dir: Path, *, submission: Path | None = None,
                 if "student" in old and "student" not in new:
                     new["student"] = old["student"]
                     _write_json(staging / "result.json", new)
-                new, warnings = carry_over(result_dir, staging)
+                new, warnings = carry_over(result_dir, staging, keep_old=False)  # moved below instead
             reasons = _input_reasons(old, record, new, new_record)
             changes = compare_results(old, new, reasons)
             history = result_dir / HISTORY_DIR
