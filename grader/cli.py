@@ -16,6 +16,9 @@ from typer.core import TyperGroup
 
 from grader import __version__
 from grader.errors import GraderError, RubricError, UsageError
+from grader.batch.command import batch
+from grader.formats import FORMATS, error_result, write_format
+from grader.formats.command import export_app, template_app
 from grader.review.command import regrade, review
 
 EXIT_OK, EXIT_REJECTED, EXIT_GRADER_FAILED = 0, 2, 3
@@ -69,6 +72,7 @@ def submit(
     data_dir: Annotated[Optional[Path], typer.Option(help="Data folder mounted read-only as DATA_DIR.")] = None,
     lang: Annotated[Optional[str], typer.Option(help="Language of messages and reports: ko | en "
                                                   "(default: the course's, course.yaml).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Also write: json | classroom | junit | gradescope")] = "json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on the terminal.")] = False,
 ) -> None:
     """Grade one submission and write its reports."""
@@ -81,7 +85,10 @@ def submit(
     options = GradeOptions(assignment=assignment, sandbox=sandbox, cell_timeout_s=cell_timeout,
                            timeout_s=timeout, memory_mb=memory, seed=seed, profile=profile, device=device,
                            data_dir=data_dir, gpus=gpus, lang=lang)
+    if fmt not in FORMATS:
+        _fail(EXIT_REJECTED, f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if not path.exists():
+        write_format(error_result(f"{path}: no such file or folder", assignment=assignment, status="rejected"), fmt, out)
         _fail(EXIT_REJECTED, f"{path}: no such file or folder")
     try:
         if quiet:
@@ -97,6 +104,7 @@ def submit(
         _fail(EXIT_GRADER_FAILED, f"grader failure: {exc}")
     except Exception as exc:  # noqa: BLE001 - exit 3 with one line; the details are not the user's
         _fail(EXIT_GRADER_FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    write_format(result, fmt, out)
     if not quiet:
         render_summary(result, Console(stderr=False))
         Console().print(f"Report: {out / 'feedback.html'}", markup=False, highlight=False)
@@ -122,8 +130,11 @@ def expected(
     typer.echo(f"wrote {path}")
 
 
+app.command("batch")(batch)
 app.command("review")(review)
 app.command("regrade")(regrade)
+app.add_typer(template_app, name="template")   # grade template export ID DIR
+app.add_typer(export_app, name="export")       # grade export gradescope ID OUT.zip
 
 image_app = typer.Typer(help="The docker sandbox's image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import grader
 from grader.batch.discover import SubmissionEntry, discover
-from grader.batch.exceptions import BatchInterrupted, EngineUnavailable
+from grader.batch.exceptions import BatchInputError, BatchInterrupted, EngineUnavailable
 from grader.batch.gradebook import GradebookRow, row_from_result, write_gradebook, write_summary
 from grader.batch.state import KEY_NAME, BatchKey, OutputArea, content_sha256, is_done, rubric_sha256
 from grader.batch.worker import Outcome, describe_failure
@@ -125,6 +125,15 @@ def _error_result(entry: SubmissionEntry, options: GradeOptions, reason: str, du
     }
 
 
+def _is_foreign(folder: Path) -> bool:
+    """True when OUT/<student> exists and is not what `grade` or `grade batch` writes."""
+    if not (folder.exists() or folder.is_symlink()):
+        return False
+    if folder.is_symlink() or not folder.is_dir():
+        return True
+    return not ((folder / KEY_NAME).is_file() or (folder / "result.json").is_file())
+
+
 def _read_result(folder: Path) -> dict | None:
     try:
         result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
@@ -162,15 +171,25 @@ def grade_batch(input_dir: Path, out_dir: Path, *, workers: int | None = None, e
     say = progress or (lambda event: None)
     _validate(engine, workers, options)
     if engine == "ray":
-        from grader.batch.ray_engine import import_ray
+        from grader.batch.ray_engine import check_cluster
 
-        import_ray(ray_address)  # a missing Ray is a usage error before any work
+        check_cluster(ray_address)  # no Ray, no cluster there: usage errors before any work
     input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if input_dir.exists() and out_dir.exists() and input_dir.resolve() == out_dir.resolve():
+        raise BatchInputError(f"--out {out_dir} is INPUT itself: give the results a folder of their own")
     found = discover(input_dir, out_dir=out_dir, assignment=options.assignment)
     limit_s = wall_clock_limit_s if wall_clock_limit_s is not None else default_limit_s(options)
     wanted_options = options_key(options)
 
     with OutputArea(out_dir) as area:
+        # A result replaces an older result, never anything else: OUT may be a folder that holds
+        # other things (a student called "Documents" must not replace ~/Documents).
+        foreign = [e.student for e in found.entries if _is_foreign(area.student_dir(e.student))]
+        if foreign:
+            raise BatchInputError(f"{out_dir} already holds {', '.join(foreign[:5])}"
+                                  f"{' and more' if len(foreign) > 5 else ''}, which "
+                                  f"{'is not a result folder' if len(foreign) == 1 else 'are not result folders'} "
+                                  "of `grade`: choose another --out")
         jobs: list[Job] = []
         reused: list[str] = []
         for entry in found.entries:
@@ -197,7 +216,10 @@ def grade_batch(input_dir: Path, out_dir: Path, *, workers: int | None = None, e
                     else:
                         leftover.unlink()
                 result = _error_result(entry, options, describe_failure(outcome), outcome.wall_s)
-                write_reports(result, attempt_out)
+                try:
+                    write_reports(result, attempt_out)
+                except Exception:  # noqa: BLE001 - result.json is the contract; feedback is a courtesy
+                    pass
             result["student"] = entry.student  # the id is kept in every output
             if isinstance(result.get("submission"), dict):
                 result["submission"]["source"] = str(entry.path)  # not the Ray node's scratch copy

@@ -212,7 +212,9 @@ def _check_rates(graded: list[GradebookRow]) -> list[dict]:
                 continue
             entry = checks.setdefault(str(check["id"]), {
                 "id": str(check["id"]), "title": str(check.get("title") or check["id"]),
-                "criterion": str(check.get("criterion") or ""), "hidden": check.get("visibility") == "hidden",
+                "criterion": str(check.get("criterion") or ""),
+                "criterion_label": str(check.get("criterion") or "").replace("_", " ").capitalize(),
+                "hidden": check.get("visibility") == "hidden",
                 "bonus": bool(check.get("bonus")), "pass": 0, "fail": 0, "error": 0, "pending": 0,
             })
             status = str(check.get("status"))

@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
-from grader.batch.worker import GradeProcess, Outcome, grade_argv
+from grader.batch.worker import GradeProcess, Outcome, cpu_slots, grade_argv
 from grader.pipeline import GradeOptions
 
 __all__ = ["run_local"]
@@ -30,25 +30,32 @@ def run_local(jobs: Sequence, *, workers: int, options: GradeOptions, limit_s: f
     outcome)` takes it from there. On KeyboardInterrupt every running process is stopped before
     the interrupt propagates; nothing is reported for them."""
     queue = deque(jobs)
-    running: list[tuple[object, GradeProcess, Path]] = []
+    # CPU sets per worker slot (see cpu_slots): only for notebooks on the CPU; a GPU run keeps
+    # every core for its data loading.
+    slots = cpu_slots(workers) if options.device == "cpu" else None
+    free_slots = deque(range(workers))
+    running: list[tuple[object, GradeProcess, Path, int]] = []
     try:
         while queue or running:
             while queue and len(running) < workers:
                 job = queue.popleft()
+                slot = free_slots.popleft()
                 folder = scratch(job.entry.student)
                 out_dir = folder / "out"
                 process = GradeProcess(grade_argv(job.entry.path, out_dir, options),
-                                       log_path=folder / "grade.log", limit_s=limit_s, cwd=folder)
+                                       log_path=folder / "grade.log", limit_s=limit_s, cwd=folder,
+                                       cpus=slots[slot] if slots else None)
+                running.append((job, process, out_dir, slot))
                 process.start()
-                running.append((job, process, out_dir))
                 if on_start is not None:
                     on_start(job)
-            still: list[tuple[object, GradeProcess, Path]] = []
-            for job, process, out_dir in running:
+            still: list[tuple[object, GradeProcess, Path, int]] = []
+            for job, process, out_dir, slot in running:
                 outcome = process.poll()
                 if outcome is None:
-                    still.append((job, process, out_dir))
+                    still.append((job, process, out_dir, slot))
                 else:
+                    free_slots.append(slot)
                     on_done(job, out_dir, outcome)
             running = still
             if running:
@@ -56,8 +63,8 @@ def run_local(jobs: Sequence, *, workers: int, options: GradeOptions, limit_s: f
     except BaseException:
         # Ctrl-C (or a failure in on_done): leave no grading process behind. SIGINT to all at
         # once first, so they stop in parallel, then wait for each.
-        for _, process, _ in running:
+        for _, process, _, _ in running:
             process.stop()
-        for _, process, _ in running:
+        for _, process, _, _ in running:
             process.stop_and_wait()
         raise

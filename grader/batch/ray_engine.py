@@ -24,10 +24,12 @@ with `--node-ip-address 127.0.0.1` is reached over loopback only.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -37,16 +39,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from grader.batch.exceptions import EngineUnavailable
-from grader.batch.worker import GradeProcess, Outcome, grade_argv
+from grader.batch.worker import CoreClaim, GradeProcess, Outcome, grade_argv
 from grader.pipeline import GradeOptions
 
-__all__ = ["run_ray", "import_ray", "pack_submission", "grade_task"]
+__all__ = ["run_ray", "import_ray", "check_cluster", "pack_submission", "grade_task"]
 
 MAX_RETRIES = 2             # Ray retries of a task whose worker process or node died
 WAIT_S = 0.5
 INSTALL_HINT = "pip install 'grader[ray]'"
 # What a task brings back: the files `grade` writes at the top of its --out folder.
 MAX_RETURN_FILE_BYTES = 256 * 2**20
+SCRATCH_PREFIX = "grader-ray-"      # a task's scratch folder on its node: grader-ray-<student>-XXXX
+OWNER_FILE = ".owner-pid"
 
 
 def _is_loopback(address: str | None) -> bool:
@@ -106,6 +110,29 @@ def _unpack(name: str, kind: str, data: bytes, dest: Path) -> Path:
     return dest / name
 
 
+def _sweep_orphans() -> None:
+    """Remove the scratch folders of tasks whose worker process died (a SIGKILL skips their
+    clean-up) and whose `grade` process ended too: a node that loses workers must not fill its
+    /tmp with copies of submissions."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            owners = [int(pid) for pid in (folder / OWNER_FILE).read_text(encoding="ascii").split()]
+        except (OSError, ValueError):
+            continue  # no owner file yet (just created), or not ours to judge
+        if owners and not any(_alive(pid) for pid in owners):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def grade_task(student: str, name: str, kind: str, data: bytes, options: GradeOptions,
                limit_s: float) -> dict:
     """Body of the Ray task (runs on a worker node): unpack, run `grade`, return what it wrote.
@@ -113,32 +140,62 @@ def grade_task(student: str, name: str, kind: str, data: bytes, options: GradeOp
     Returns {"files": {name: bytes}, "outcome": Outcome.to_json()}. Never raises for a problem of
     the submission or of the `grade` process: those are data for the driver."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"grader-ray-{student}-") as tmp:
+    _sweep_orphans()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{student}-") as tmp:
         scratch = Path(tmp)
+        (scratch / OWNER_FILE).write_text(str(os.getpid()), encoding="ascii")
         (scratch / "in").mkdir()
         submission = _unpack(name, kind, data, scratch / "in")
         out_dir = scratch / "out"
-        process = GradeProcess(grade_argv(submission, out_dir, options), log_path=scratch / "grade.log",
-                               limit_s=limit_s, cwd=scratch)
-        try:
-            process.start()
-            outcome = process.wait()
-        finally:
-            process.stop_and_wait(grace_s=5.0)  # a cancelled task leaves no `grade` behind
+        # Ray counts the task as one CPU but does not pin it: claim a core of this node so that
+        # torch starts one thread instead of spinning on cores other tasks use (see cpu_slots).
+        with CoreClaim() if options.device == "cpu" else contextlib.nullcontext() as claim:
+            process = GradeProcess(grade_argv(submission, out_dir, options), log_path=scratch / "grade.log",
+                                   limit_s=limit_s, cwd=scratch, cpus=claim.cpus if claim else None)
+            try:
+                process.start()
+                # The worker and its `grade`: the folder is an orphan only once both are gone.
+                (scratch / OWNER_FILE).write_text(f"{os.getpid()} {process.pid}", encoding="ascii")
+                outcome = process.wait()
+            finally:
+                process.stop_and_wait(grace_s=5.0)  # a cancelled task leaves no `grade` behind
         files: dict[str, bytes] = {}
         if out_dir.is_dir():
             for f in sorted(out_dir.iterdir()):
                 if f.is_file() and not f.is_symlink() and f.stat().st_size <= MAX_RETURN_FILE_BYTES:
                     files[f.name] = f.read_bytes()
+    _sweep_orphans()  # again: an orphan still stopping at the start has ended by now
     outcome.host = socket.gethostname()
     outcome.wall_s = round(time.monotonic() - started, 3)
     return {"files": files, "outcome": outcome.to_json()}
+
+
+def _probe(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at HOST:PORT: `ray.init` would retry for minutes."""
+    if not address or "://" in address or ":" not in address:
+        return  # "auto", a ray:// client address, ...: Ray resolves those itself
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        raise EngineUnavailable(f"--ray-address {address}: expected HOST:PORT") from None
+    except OSError as exc:
+        raise EngineUnavailable(f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one with "
+                                "`ray start --head` or give its address with --ray-address HOST:PORT") from exc
+
+
+def check_cluster(address: str | None) -> None:
+    """Before any work: Ray is installed and something listens at `address` (EngineUnavailable)."""
+    import_ray(address)
+    _probe(address)
 
 
 def _connect(ray: Any, address: str | None) -> bool:
     """Connect the driver; True when this call connected (and so must disconnect)."""
     if ray.is_initialized():
         return False
+    _probe(address)
     try:
         ray.init(address=address or "auto", log_to_driver=False, logging_level=logging.WARNING,
                  configure_logging=True)

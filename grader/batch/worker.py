@@ -15,17 +15,21 @@ orphaned notebook behind.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from grader.pipeline import GradeOptions
 
-__all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "describe_failure", "STOP_GRACE_S"]
+__all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "describe_failure", "STOP_GRACE_S",
+           "cpu_slots", "CoreClaim"]
 
 STOP_GRACE_S = 10.0         # after SIGINT, how long `grade` gets to stop its sandbox before SIGKILL
 STDERR_TAIL_CHARS = 2000
@@ -37,10 +41,83 @@ except (OSError, AttributeError):  # pragma: no cover - not Linux
     _prctl = None
 
 
-def _child_setup() -> None:
-    """Runs in the child between fork and exec: SIGINT when the parent dies."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    def setup() -> None:
+        """Runs in the child between fork and exec: SIGINT when the parent dies; the CPUs."""
+        # An ignored signal stays ignored across exec, and Python then installs no Ctrl-C
+        # handler: whatever started us (a Ray worker, nohup) must not make `grade` ignore our
+        # stop request or the parent-death signal.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # Likewise a blocked signal stays blocked (and pending) across exec: Ray's worker threads
+        # block SIGINT, which left `grade` deaf to SIGINT (seen: it ran on after its worker died).
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return setup
+
+
+def available_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_slots(workers: int) -> list[frozenset[int]] | None:
+    """The CPUs of each of `workers` side-by-side grading processes: the available CPUs split
+    into `workers` disjoint sets (round-robin when there are more workers than CPUs); None for
+    one worker, which keeps them all.
+
+    Why: torch (in the notebook and in the judge) starts as many threads as the CPUs it may use,
+    and its threads spin while they wait. Two unpinned notebooks on two cores oversubscribe
+    them and grade slower together than one after the other (measured: 27-31 s for two vs 11-15 s
+    for one); pinned to one core each, torch starts one thread and two take 15-19 s. The
+    affinity is inherited through the sandbox (bwrap, the kernel) without any setting in it."""
+    cpus = available_cpus()
+    if workers <= 1 or len(cpus) <= 1:
+        return None
+    if workers >= len(cpus):
+        return [frozenset({cpus[k % len(cpus)]}) for k in range(workers)]
+    return [frozenset(cpus[k * len(cpus) // workers:(k + 1) * len(cpus) // workers]) for k in range(workers)]
+
+
+class CoreClaim:
+    """One CPU of this machine claimed for one grading process, among every batch and Ray worker
+    on the machine: an exclusive `flock` on a file per CPU (released when the holder ends, even
+    by a crash). Used by Ray tasks, which Ray counts as one CPU each but does not pin."""
+
+    def __init__(self, lock_dir: Path | None = None):
+        self.lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "grader-cpu-claims")
+        self.cpu: int | None = None
+        self._handle = None
+
+    def __enter__(self) -> "CoreClaim":
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return self
+        for cpu in available_cpus():
+            handle = open(self.lock_dir / f"cpu{cpu}.lock", "a")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self.cpu, self._handle = cpu, handle
+            break
+        return self
+
+    @property
+    def cpus(self) -> frozenset[int] | None:
+        return frozenset({self.cpu}) if self.cpu is not None else None
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+            self._handle = None
 
 
 def wall_clock_limit_s(options: GradeOptions) -> float:
@@ -112,8 +189,9 @@ class GradeProcess:
     """A running `grade submit`: start it, poll it, stop it. Not thread-safe; one owner."""
 
     def __init__(self, argv: list[str], *, log_path: Path, limit_s: float, cwd: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, cpus: frozenset[int] | None = None):
         self.argv = argv
+        self.cpus = cpus
         self.log_path = Path(log_path)
         self.limit_s = limit_s
         self.cwd = cwd
@@ -127,7 +205,7 @@ class GradeProcess:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                cwd=self.cwd, env=self.env, start_new_session=True, preexec_fn=_child_setup,
+                cwd=self.cwd, env=self.env, start_new_session=True, preexec_fn=_child_setup(self.cpus),
             )
         self.started = time.monotonic()
 

@@ -29,7 +29,17 @@ def check_name(check: dict) -> str:
     return f"{check['id']}: {title}{bonus}"
 
 
-def check_text(check: dict, *, with_hint: bool = True) -> str:
+def hint_label(lang: str | None) -> str:
+    """The label of a hint in the result's language (the report's own catalog entry)."""
+    try:
+        from grader.i18n import LANGUAGES, translate
+
+        return translate("Hint:", lang) if lang in LANGUAGES else "Hint:"
+    except Exception:  # noqa: BLE001 - a label is not worth failing a format for
+        return "Hint:"
+
+
+def check_text(check: dict, *, with_hint: bool = True, lang: str | None = None) -> str:
     """The message as the TA's report shows it, and the hint where the report gives one. Hidden
     checks show nothing but their verdict."""
     if is_hidden(check):
@@ -37,7 +47,7 @@ def check_text(check: dict, *, with_hint: bool = True) -> str:
     parts = [str(check.get("message") or "").strip()]
     hint = str(check.get("hint") or "").strip()
     if with_hint and hint and check.get("status") != "pass":
-        parts.append(f"Hint: {hint}")
+        parts.append(f"{hint_label(lang)} {hint}")
     return "\n".join(p for p in parts if p)
 
 

@@ -42,7 +42,7 @@ def _notebook(result: dict) -> str:
 
 def _test(check: dict, result: dict) -> dict:
     status = check.get("status")
-    text = check_text(check)
+    text = check_text(check, lang=result.get("lang"))
     if status == "pending":
         test_status = "pass"
         text = "pending: " + (text or "judged by the course grader")
