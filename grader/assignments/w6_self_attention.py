@@ -49,7 +49,7 @@ def make_inputs(seed: int) -> dict[str, torch.Tensor]:
     full_rows[1, :, 5, 0] = False
     lengths = torch.randint(T // 3, T + 1, (B,), generator=g, dtype=torch.int64)
     lengths[0] = T - 4
-    # fp16: scores of magnitude ~60, beyond exp()'s fp16 range (e^11 > 65504) but far from fp16's
+    # fp16: scores of magnitude ~60, beyond exp()'s fp16 range (e^11 is past fp16's largest value) but far from fp16's
     # own limit, so a fp16 matmul followed by an fp32 softmax is still accurate.
     q16, k16, v16 = (randn(B, H, T, D, scale=4.0)).half(), randn(B, H, T, D, scale=4.0).half(), randn(B, H, T, D).half()
     kc, vc = randn(B, H, 40, D), randn(B, H, 40, D)

@@ -217,7 +217,7 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
     results = []
     for item in rubric.items:
         cell = None
-        answer = guidance = None
+        answer = None
         if isinstance(item, CheckItem):
             definition = checks.get(item.check)
             if definition is None:
@@ -237,7 +237,6 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
         else:
             assert isinstance(item, ManualItem)
             answer = tagged_answer(ctx.notebook, item.answer_tag)
-            guidance = render(item.guidance, lang)
             verdict = Verdict("pending", msg("manual.pending") if answer and answer.strip()
                               else msg("manual.no_answer", tag=item.answer_tag))
         earned = round(item.points * max(0.0, min(1.0, verdict.fraction)), 4) if verdict.status == "pass" else 0.0
@@ -257,7 +256,9 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
             "hint": "" if hidden or verdict.status == "pass" else render(item.hint, lang),
             "cell": None if hidden else (verdict.cell or cell),
             "answer": answer,
-            "guidance": guidance,
+            # The rubric's guidance is for TAs (`grade review` reads it from the rubric): a
+            # result.json goes to the student, so it never carries it.
+            "guidance": None,
             # drawn by the pipeline (it knows where the report goes); never for hidden checks
             "_figure": None if hidden or verdict.status == "pass" else verdict.figure,
         })

@@ -223,7 +223,7 @@ def classify(
         problems.append(CellProblem("timeout", cell, msg("exec.timeout", seconds=f"{timeout_s:g}"), excerpt,
                                     in_probe))
     elif done is not None and done.get("error"):
-        etype, emsg = done["error"]["type"], done["error"]["message"]
+        etype = done["error"]["type"]
         cell, excerpt, in_probe = running_cell()
         if etype == "DeadKernelError" and done["error"].get("oom_kills", 0) > 0:
             # The memory cgroup's OOM killer took the kernel (docker's --memory).
