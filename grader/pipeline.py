@@ -247,8 +247,12 @@ def _notebook_html(notebook: dict, target: Path) -> str | None:
         from nbconvert import HTMLExporter
     except ImportError:
         return None
-    exporter = HTMLExporter(sanitize_html=True)
-    body, _ = exporter.from_notebook_node(nbformat.from_dict(notebook))
+    try:
+        # reads() joins list-valued sources (cells that never ran keep the submitted form)
+        node = nbformat.reads(json.dumps(notebook), as_version=4)
+        body, _ = HTMLExporter(sanitize_html=True).from_notebook_node(node)
+    except Exception:  # noqa: BLE001 - the HTML copy is a convenience; the .ipynb is always there
+        return None
     target.write_text(body, encoding="utf-8")
     return target.name
 

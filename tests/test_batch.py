@@ -387,8 +387,10 @@ def test_bad_submissions_become_rows_with_reasons_and_the_good_ones_are_graded(t
     assert rows["park"]["status"] == "rejected" and "park.zip" in rows["park"]["reason"]
     assert rows["choi"]["status"] == "graded" and rows["choi"]["execution"] == "cell_timeout"
     assert "time limit" in rows["choi"]["reason"]
-    assert rows["jung"]["status"] == "graded" and rows["jung"]["execution"] == "oom"
-    assert "out of memory" in rows["jung"]["reason"]
+    # The memory bomb hits the memory cap; on a heavily loaded machine the per-cell limit can
+    # come first. Either way it is a graded row with its reason, not a crash.
+    assert rows["jung"]["status"] == "graded" and rows["jung"]["execution"] in ("oom", "cell_timeout")
+    assert "out of memory" in rows["jung"]["reason"] or "time limit" in rows["jung"]["reason"]
     for student in rows:
         names = {p.name for p in (out / student).iterdir()}
         assert {"result.json", "feedback.html", "feedback.md", KEY_NAME} <= names
