@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import statistics
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
+
+from grader.report import _num, fmt_points  # one number formatting for the reports and the gradebook
 
 
 __all__ = ["GradebookRow", "row_from_result", "write_gradebook", "render_summary_html", "write_summary",
@@ -43,25 +44,6 @@ PROBLEM_LABELS = {
 HISTOGRAM_BINS = 10
 # Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def fmt_points(value: Any) -> str:
-    """24.5 -> '24.5', 30.0 -> '30', 0.125 -> '0.13', None -> '—'."""
-    f = _num(value)
-    if f is None:
-        return "—"
-    text = f"{f:.2f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def _one_line(text: Any, limit: int = 400) -> str:
