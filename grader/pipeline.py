@@ -173,6 +173,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         say(f"running {submission.notebook.name} ({options.profile} profile)")
         execution = run_notebook(job, options.sandbox)
         result["execution"] = execution.to_json(lang)
+        result["execution"]["gpus"] = options.gpus  # which GPUs the notebook was given (None: none)
         say("judging")
         if job.probe_error is not None:
             raise job.probe_error

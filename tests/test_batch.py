@@ -24,9 +24,12 @@ import nbformat
 import pytest
 
 from grader.batch import BatchInputError, grade_batch
+from grader.batch.core import default_workers, options_key
 from grader.batch.discover import discover
 from grader.batch.gradebook import gradebook_csv, render_summary_html, row_from_result
+from grader.batch.ray_engine import safe_relative_path
 from grader.batch.state import KEY_NAME, content_sha256, read_key
+from grader.batch.worker import gpu_slots, grade_argv, visible_gpus
 from grader.pipeline import GradeOptions
 
 from tests.conftest import SOLUTION
@@ -255,6 +258,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path):
                     "unknown engine 'spark'", "local or ray")
     assert_one_line(run_batch("in", "--out", "out", "--sandbox", "vm", cwd=tmp_path), 2, "unknown sandbox 'vm'")
     assert_one_line(run_batch("in", "--out", "out", "--assignment", "w99-nothing", cwd=tmp_path), 2, "w99-nothing")
+    assert_one_line(run_batch("in", "--out", "out", "--lang", "fr", cwd=tmp_path), 2, "unknown language 'fr'")
     assert not (tmp_path / "out").exists()  # nothing was started
 
 
@@ -269,6 +273,46 @@ def test_results_never_replace_what_is_not_a_result(tmp_path):
     assert (home / "kim" / "thesis.tex").read_text(encoding="utf-8") == "years of work"
     assert_one_line(run_batch("in", "--out", "in", cwd=tmp_path), 2, "is INPUT itself")
     assert sorted(p.name for p in inp.iterdir()) == ["kim.zip"]
+
+
+def test_each_worker_gets_its_own_gpu_from_the_gpus_this_machine_may_use(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert visible_gpus() == ["2", "5"]
+    assert gpu_slots(2) == ["2", "5"] and gpu_slots(3) == ["2", "5", "2"] and gpu_slots(1) == ["2"]
+    assert default_workers("cuda") == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,-1,3")  # CUDA stops reading at the first invalid id
+    assert visible_gpus() == ["0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == [] and gpu_slots(2) is None and default_workers("cuda") == 1
+
+
+def test_the_grading_command_carries_the_gpus_and_the_language(tmp_path):
+    options = GradeOptions(device="cuda", gpus="3", lang="ko", seed=5)
+    argv = grade_argv(tmp_path / "kim.zip", tmp_path / "out", options)
+    pairs = dict(zip(argv, argv[1:]))
+    assert pairs["--gpus"] == "3" and pairs["--device"] == "cuda" and pairs["--lang"] == "ko"
+    assert "--gpus" not in grade_argv(tmp_path / "kim.zip", tmp_path / "out", GradeOptions())
+    # The language is part of a result's key: feedback in another language is another run.
+    assert options_key(GradeOptions(lang="en")) != options_key(GradeOptions(lang="ko"))
+
+
+def test_device_auto_puts_the_full_profile_on_a_gpu_and_smoke_on_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU here: the rejected zip needs none
+    inp = tmp_path / "in"
+    inp.mkdir()
+    corrupt_zip(inp / "kim.zip")  # rejected at intake: seconds, no notebook run
+    for profile, device in (("smoke", "cpu"), ("full", "cuda")):
+        done = run_batch("in", "--out", f"out-{profile}", "--profile", profile, "--lang", "en", "-q", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        options = read_key(tmp_path / f"out-{profile}" / "kim").options
+        assert (options["profile"], options["device"], options["lang"]) == (profile, device, "en")
+
+
+def test_files_coming_back_from_a_node_stay_inside_the_results_folder():
+    assert safe_relative_path("result.json") == Path("result.json")
+    assert safe_relative_path("figures/causal-mask.png") == Path("figures", "causal-mask.png")
+    for name in ("", "/etc/passwd", "../kim/result.json", "figures/../../x", "a//b", "./a", "a\\..\\b", "a\x00b"):
+        assert safe_relative_path(name) is None, name
 
 
 def test_engine_ray_without_ray_says_what_to_install(tmp_path):
@@ -474,7 +518,8 @@ def ray_cluster():
     pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'grader[ray]'")
     from grader.batch.ray_local import LoopbackRayCluster
 
-    cluster = LoopbackRayCluster(num_cpus=2).start()
+    # 2 GPUs declared (this machine has none): GPU tasks get scheduled and given GPU ids.
+    cluster = LoopbackRayCluster(num_cpus=2, num_gpus=2).start()
     try:
         yield cluster
     finally:
@@ -488,6 +533,10 @@ def _not_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def files_of(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def comparable(out: Path, student: str) -> dict:
@@ -515,6 +564,9 @@ def test_a_batch_through_ray_equals_the_same_batch_graded_locally(tmp_path, ray_
     assert scores["kim"] == ("graded", 25.0) and scores["lee"][0] == "graded" and scores["lee"][1] < 25.0
     assert scores["park"] == ("rejected", None)
     assert read_gradebook(tmp_path / "ray") == read_gradebook(tmp_path / "local")
+    for student in ("kim", "lee", "park"):  # every file comes back from the node, figures included
+        assert files_of(tmp_path / "ray" / student) == files_of(tmp_path / "local" / student), student
+    assert [p.name for p in (tmp_path / "ray" / "lee" / "figures").iterdir()]
     ray_result = json.loads((tmp_path / "ray" / "kim" / "result.json").read_text(encoding="utf-8"))
     assert ray_result["batch"]["engine"] == "ray" and ray_result["batch"]["host"]
 
@@ -577,3 +629,61 @@ def test_killed_ray_worker_and_killed_grade_process_lose_and_duplicate_nothing(t
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["ann", "bob", "cho"]
     # The killed worker's scratch copy was swept by the retry; the others cleaned up after themselves.
     assert [p for s in ("ann", "bob", "cho") for p in Path("/tmp").glob(f"grader-ray-{s}-*")] == []
+
+
+# A first cell that shows which GPUs the notebook's own environment names (the notebook then
+# fails on this CPU-only machine with DEVICE=cuda, which is a graded result like any other).
+SHOW_GPUS = "import os\nprint('CUDA_VISIBLE_DEVICES=' + repr(os.environ.get('CUDA_VISIBLE_DEVICES')))"
+
+
+def gpu_submission(dest: Path) -> Path:
+    solution_copy(dest)
+    nb = nbformat.read(str(dest / NOTEBOOK), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(SHOW_GPUS))
+    nbformat.write(nb, str(dest / NOTEBOOK))
+    return dest
+
+
+def gpus_seen(out: Path, student: str) -> tuple[str | None, str]:
+    """(the GPUs result.json says the notebook was given, what its first cell printed)."""
+    result = json.loads((out / student / "result.json").read_text(encoding="utf-8"))
+    executed = json.loads((out / student / "executed.ipynb").read_text(encoding="utf-8"))
+    printed = [line for cell in executed["cells"] if cell["cell_type"] == "code"
+               for o in cell.get("outputs", []) if o.get("output_type") == "stream"
+               for line in "".join(o.get("text", "")).splitlines() if line.startswith("CUDA_VISIBLE_DEVICES=")]
+    assert result["status"] == "graded" and len(printed) == 1, (result.get("reason"), printed)
+    return result["execution"]["gpus"], printed[0]
+
+
+GPU_OPTIONS = GradeOptions(sandbox="local", cell_timeout_s=15, timeout_s=120, memory_mb=3072, seed=11,
+                           device="cuda", gpus="all")
+
+
+@pytest.mark.notebook
+def test_local_workers_on_gpus_get_one_gpu_each(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")  # the GPUs this runner may use
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for student in ("kim", "lee"):
+        gpu_submission(inp / student)
+    grade_batch(inp, tmp_path / "out", workers=2, options=GPU_OPTIONS)
+    seen = {student: gpus_seen(tmp_path / "out", student) for student in ("kim", "lee")}
+    assert sorted(gpus for gpus, _ in seen.values()) == ["4", "7"], seen
+    for gpus, printed in seen.values():
+        assert printed == f"CUDA_VISIBLE_DEVICES={gpus!r}"
+
+
+@pytest.mark.ray
+@pytest.mark.notebook
+def test_each_ray_task_on_a_gpu_hands_its_own_gpu_to_the_notebook(tmp_path, ray_cluster):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for student in ("kim", "lee"):
+        gpu_submission(inp / student)
+    grade_batch(inp, tmp_path / "out", engine="ray", ray_address=ray_cluster.address, options=GPU_OPTIONS)
+    seen = {student: gpus_seen(tmp_path / "out", student) for student in ("kim", "lee")}
+    # The cluster declares 2 GPUs and 2 CPUs: both tasks hold a GPU at the same time, so Ray gave
+    # them different ones, and each notebook sees only its own (not every GPU of the node).
+    assert sorted(gpus for gpus, _ in seen.values()) == ["0", "1"], seen
+    for gpus, printed in seen.values():
+        assert printed == f"CUDA_VISIBLE_DEVICES={gpus!r}"

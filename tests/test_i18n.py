@@ -27,7 +27,7 @@ def used_ids() -> set[str]:
         text = path.read_text(encoding="utf-8")
         ids |= {m for m in re.findall(r'\bmsg\(\s*"([a-z0-9_.]+)"', text)}
         ids |= {_literal(m) for m in re.findall(rf'\bt\(\s*((?:{STRING}\s*)+)', text)}
-        if path.parent.name == "report":  # the report's label tables are translated with t()
+        if path.parent.name in ("report", "batch"):  # the label tables of the reports and the batch summary
             for table in re.findall(r'^[A-Z_]+_LABELS = \{(.*?)\}', text, flags=re.S | re.M):
                 ids |= set(re.findall(r':\s*"([^"]+)"', table))
     for path in (REPO / "grader").rglob("*.j2"):

@@ -46,8 +46,12 @@ def batch(
     memory: Annotated[int, typer.Option(help="Memory cap of each notebook in MB.", min=256)] = 4096,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the probe's inputs (default: a secret random one per submission).")] = None,
     profile: Annotated[str, typer.Option(help="smoke (fast, CPU, small data) | full (real sizes, GPU runner)")] = "smoke",
-    device: Annotated[str, typer.Option(help="DEVICE given to the notebooks: cpu | cuda (ray: one GPU per task)")] = "cpu",
+    device: Annotated[str, typer.Option(help=(
+        "DEVICE given to the notebooks: auto (cuda for the full profile, cpu for smoke) | cpu | cuda. "
+        "On a GPU each submission gets one GPU of its own (local: one worker a GPU; ray: one GPU a task)."))] = "auto",
     data_dir: Annotated[Optional[Path], typer.Option(help="Data folder mounted read-only as DATA_DIR (on each node for ray).")] = None,
+    lang: Annotated[Optional[str], typer.Option(help="Language of the students' feedback and of summary.html: ko | en "
+                                                  "(default: the course's, course.yaml).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on the terminal.")] = False,
 ) -> None:
     """Grade a whole class: every submission in INPUT, a gradebook and a class summary."""
@@ -56,13 +60,15 @@ def batch(
     from grader.errors import GraderError, RubricError, UsageError
     from grader.pipeline import GradeOptions
 
+    if device == "auto":
+        device = "cuda" if profile == "full" else "cpu"  # the full profile is the real-size run, on a GPU
     if engine not in ENGINES:
         _fail(EXIT_USAGE, f"unknown engine {engine!r}: choose local or ray")
     if not input_dir.exists():
         _fail(EXIT_USAGE, f"{input_dir}: no such folder")
     options = GradeOptions(assignment=assignment, sandbox=sandbox, cell_timeout_s=cell_timeout, timeout_s=timeout,
                            memory_mb=memory, seed=seed, profile=profile, device=device, data_dir=data_dir,
-                           gpus="all" if device.startswith("cuda") else None)
+                           gpus="all" if device.startswith("cuda") else None, lang=lang)
     display = None if quiet else _ProgressDisplay()
     try:
         try:

@@ -23,6 +23,7 @@ from grader.batch.state import KEY_NAME, BatchKey, OutputArea, content_sha256, i
 from grader.batch.worker import Outcome, describe_failure
 from grader.batch.worker import wall_clock_limit_s as default_limit_s
 from grader.errors import UsageError
+from grader.i18n import LANGUAGES, default_language
 from grader.pipeline import CRITERIA_EMPTY, GradeOptions
 from grader.report import write_reports
 
@@ -72,8 +73,13 @@ class BatchSummary:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def default_workers() -> int:
-    """The CPUs this process may use (the container's or cgroup's share where it is set)."""
+def default_workers(device: str = "cpu") -> int:
+    """Notebooks on a GPU: the GPUs this machine may use (one notebook a GPU). On the CPU: the
+    CPUs this process may use (the container's or cgroup's share where it is set)."""
+    if device.startswith("cuda"):
+        from grader.batch.worker import visible_gpus
+
+        return max(1, len(visible_gpus()))
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -88,6 +94,7 @@ def options_key(options: GradeOptions) -> dict[str, Any]:
         "cell_timeout_s": float(options.cell_timeout_s), "timeout_s": float(options.timeout_s),
         "memory_mb": int(options.memory_mb), "seed": options.seed, "profile": options.profile,
         "device": options.device, "data_dir": str(options.data_dir) if options.data_dir else None,
+        "lang": options.lang,  # the students' feedback is written in it: another language, another run
     }
 
 
@@ -104,6 +111,8 @@ def _validate(engine: str, workers: int | None, options: GradeOptions) -> None:
     sandboxes = ("auto", *available_backends())
     if options.sandbox not in sandboxes:
         raise UsageError(f"unknown sandbox {options.sandbox!r}: choose {' | '.join(sandboxes)}")
+    if options.lang is not None and options.lang not in LANGUAGES:
+        raise UsageError(f"unknown language {options.lang!r}: choose one of {', '.join(LANGUAGES)}")
     if options.assignment is not None:
         check_gradable(options.assignment)
 
@@ -168,6 +177,10 @@ def grade_batch(input_dir: Path, out_dir: Path, *, workers: int | None = None, e
     """
     started = time.monotonic()
     options = options or GradeOptions()
+    if options.lang is None:
+        # Resolved here, once: every worker (and every Ray node, whatever its configuration)
+        # writes the feedback in the TA's language.
+        options = dataclasses.replace(options, lang=default_language())
     say = progress or (lambda event: None)
     _validate(engine, workers, options)
     if engine == "ray":
@@ -253,18 +266,24 @@ def grade_batch(input_dir: Path, out_dir: Path, *, workers: int | None = None, e
             elif engine == "local":
                 from grader.batch.local_pool import run_local
 
-                run_local(jobs, workers=workers or default_workers(), options=options, limit_s=limit_s,
+                run_local(jobs, workers=workers or default_workers(options.device), options=options, limit_s=limit_s,
                           scratch=area.scratch, on_done=finish)
             else:
-                from grader.batch.ray_engine import run_ray
+                from grader.batch.ray_engine import run_ray, safe_relative_path
 
                 def write_files(job: Job, files: dict[str, bytes]) -> Path:
                     attempt_out = area.scratch(job.entry.student) / "out"
                     attempt_out.mkdir()
                     for name, data in files.items():
-                        if "/" in name or name in ("", ".", ".."):
-                            continue  # only plain names come back; never trust a path
-                        (attempt_out / name).write_bytes(data)
+                        relative = safe_relative_path(name)
+                        if relative is None:
+                            continue  # never trust a path that came back from a node
+                        target = attempt_out / relative
+                        try:  # folders made here, in a fresh folder: no link can lie on the way
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            target.write_bytes(data)
+                        except OSError:
+                            continue  # a name clashing with a folder: not a file `grade` writes
                     return attempt_out
 
                 run_ray(jobs, address=ray_address, workers=workers, options=options, limit_s=limit_s,
@@ -279,7 +298,7 @@ def grade_batch(input_dir: Path, out_dir: Path, *, workers: int | None = None, e
                 result = _error_result(entry, options, "no result was stored for this submission", 0.0)
             rows.append(row_from_result(entry.student, result))
         meta = {"input_dir": str(input_dir), "engine": engine, "ignored": found.ignored,
-                "grader_version": grader.__version__}
+                "grader_version": grader.__version__, "lang": options.lang}
         gradebook = write_gradebook(rows, out_dir / GRADEBOOK_NAME)
         summary_html = write_summary(rows, out_dir / SUMMARY_NAME, **meta)
 

@@ -9,6 +9,12 @@ concepts the class missed), and the submissions that were rejected, failed, or w
 did not run to completion, with the reason. It is self-contained (inline CSS and SVG, no
 JavaScript, no external resource) and rendered with autoescaping: student ids, reasons and
 messages come from submissions and are untrusted.
+
+The page is localized (ko | en) like the student feedback: its texts come from the message
+catalogs (grader/i18n, the English text is the id). `gradebook.csv` is a contract read by other
+tools: its columns, `status` and `execution` values and `reason` stay English whatever the
+language; only the HTML view translates (the reason of an incomplete run is rebuilt from the
+result's execution record in the page's language).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
+from markupsafe import Markup, escape
 
+from grader.i18n import LANGUAGES, default_language, translate
 from grader.report import _num, fmt_points  # one number formatting for the reports and the gradebook
 
 
@@ -31,7 +39,8 @@ __all__ = ["GradebookRow", "row_from_result", "write_gradebook", "render_summary
            "CRITERIA_ORDER"]
 
 CRITERIA_ORDER = ("implementation", "theory", "experiments", "code_quality")
-# The sandbox's run statuses and problem kinds (grader.sandbox), for the staff's views.
+# The sandbox's run statuses and problem kinds (grader.sandbox), for the staff's views. The English
+# text is also the message id of the summary page's translation (grader/i18n/*.yaml).
 EXECUTION_LABELS = {
     "cell_error": "a cell raised an exception", "cell_timeout": "a cell ran past its time limit",
     "timeout": "the notebook ran past its time limit", "oom": "the notebook ran out of memory",
@@ -73,7 +82,15 @@ class GradebookRow:
         return self.status != "graded" or self.execution not in ("", "completed")
 
 
-def _execution_reason(result: dict) -> tuple[str, str]:
+def _english(text: str, **params: Any) -> str:
+    """The identity translation: the gradebook's texts are English (a contract for other tools)."""
+    return text.format(**params) if params else text
+
+
+def _execution_reason(result: dict, t=_english) -> tuple[str, str]:
+    """(the run's status, why it did not complete). `t` translates the labels: English for the
+    gradebook, the page's language for summary.html. Unknown kinds and statuses are shown as
+    they are."""
     ex = result.get("execution") if isinstance(result.get("execution"), dict) else {}
     status = str(ex.get("status") or "")
     if not status or status == "completed":
@@ -82,10 +99,12 @@ def _execution_reason(result: dict) -> tuple[str, str]:
     for p in ex.get("problems") or []:
         if not isinstance(p, dict):
             continue
-        label = PROBLEM_LABELS.get(str(p.get("kind")), str(p.get("kind") or "problem"))
+        kind = str(p.get("kind"))
+        label = t(PROBLEM_LABELS[kind]) if kind in PROBLEM_LABELS else str(p.get("kind") or t("problem"))
         cell = p.get("cell")
-        parts.append(f"{label} in cell {cell}" if isinstance(cell, int) and not isinstance(cell, bool) else label)
-    summary = EXECUTION_LABELS.get(status, status.replace("_", " "))
+        parts.append(t("{problem} in cell {cell}", problem=label, cell=cell)
+                     if isinstance(cell, int) and not isinstance(cell, bool) else label)
+    summary = t(EXECUTION_LABELS[status]) if status in EXECUTION_LABELS else status.replace("_", " ")
     return status, summary + (f" ({'; '.join(dict.fromkeys(parts))})" if parts else "")
 
 
@@ -158,9 +177,9 @@ def write_gradebook(rows: list[GradebookRow], path: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _histogram(scores: list[float], max_score: float) -> dict:
+def _histogram(scores: list[float], max_score: float, t=_english) -> dict:
     """Bars of an SVG histogram: HISTOGRAM_BINS equal bins over [0, max_score], the last one
-    closed (a full score counts in the top bin)."""
+    closed (a full score counts in the top bin). `t` translates the bars' tooltips."""
     width, height, left, bottom, top = 640, 220, 36, 34, 12
     bins = [0] * HISTOGRAM_BINS
     span = max_score if max_score > 0 else (max(scores) if scores else 1.0) or 1.0
@@ -178,7 +197,8 @@ def _histogram(scores: list[float], max_score: float) -> dict:
             "x": round(left + i * bar_w + 1, 1), "y": round(top + plot_h - h, 1), "w": round(bar_w - 2, 1),
             "h": round(h, 1), "count": count, "label": f"{fmt_points(lo)}–{fmt_points(hi)}",
             "label_x": round(left + i * bar_w + bar_w / 2, 1),
-            "range": f"{fmt_points(lo)} to {fmt_points(hi)}" + (" (inclusive)" if i == HISTOGRAM_BINS - 1 else ""),
+            "range": (t("{low} to {high} (inclusive)", low=fmt_points(lo), high=fmt_points(hi))
+                      if i == HISTOGRAM_BINS - 1 else t("{low} to {high}", low=fmt_points(lo), high=fmt_points(hi))),
         })
     ticks = sorted({0, peak, peak // 2} if peak > 1 else {0, peak})
     return {"width": width, "height": height, "left": left, "top": top, "plot_h": plot_h, "plot_w": plot_w,
@@ -186,7 +206,13 @@ def _histogram(scores: list[float], max_score: float) -> dict:
             "ticks": [{"value": t, "y": round(top + plot_h - plot_h * t / peak, 1)} for t in ticks]}
 
 
-def _check_rates(graded: list[GradebookRow]) -> list[dict]:
+def _criterion_label(name: str, t=_english) -> str:
+    """The criterion's name as the feedback report shows it ("code_quality" -> "Code quality",
+    translated by the catalogs; a criterion they do not know is shown as it is)."""
+    return t(name.replace("_", " ").capitalize()) if name else ""
+
+
+def _check_rates(graded: list[GradebookRow], t=_english) -> list[dict]:
     checks: dict[str, dict] = {}
     for row in graded:
         for check in row.result.get("checks") or []:
@@ -195,7 +221,7 @@ def _check_rates(graded: list[GradebookRow]) -> list[dict]:
             entry = checks.setdefault(str(check["id"]), {
                 "id": str(check["id"]), "title": str(check.get("title") or check["id"]),
                 "criterion": str(check.get("criterion") or ""),
-                "criterion_label": str(check.get("criterion") or "").replace("_", " ").capitalize(),
+                "criterion_label": _criterion_label(str(check.get("criterion") or ""), t),
                 "hidden": check.get("visibility") == "hidden",
                 "bonus": bool(check.get("bonus")), "pass": 0, "fail": 0, "error": 0, "pending": 0,
             })
@@ -214,11 +240,12 @@ def _check_rates(graded: list[GradebookRow]) -> list[dict]:
     return out
 
 
-def _assignment_view(assignment: str | None, rows: list[GradebookRow]) -> dict:
+def _assignment_view(assignment: str | None, rows: list[GradebookRow], t=_english) -> dict:
     graded = [r for r in rows if r.status == "graded"]
     scores = [r.score for r in graded if r.score is not None]
     max_score = next((r.max_score for r in rows if r.max_score), 0.0) or 0.0
-    title = next((str(r.result.get("title")) for r in rows if r.result.get("title")), assignment or "unknown assignment")
+    title = next((str(r.result.get("title")) for r in rows if r.result.get("title")),
+                 assignment or t("unknown assignment"))
     criteria = []
     for name in _criteria_columns(graded):
         values = [r.criteria[name] for r in graded if name in r.criteria]
@@ -226,7 +253,7 @@ def _assignment_view(assignment: str | None, rows: list[GradebookRow]) -> dict:
         maxima = [m for m in maxima if m]
         if values:
             mean, top = statistics.fmean(values), maxima[0] if maxima else 0.0
-            criteria.append({"name": name, "label": name.replace("_", " ").capitalize(), "mean": mean,
+            criteria.append({"name": name, "label": _criterion_label(name, t), "mean": mean,
                              "max": top, "pct": round(100 * mean / top, 1) if top else 0.0})
     stats = None
     if scores:
@@ -235,37 +262,92 @@ def _assignment_view(assignment: str | None, rows: list[GradebookRow]) -> dict:
     return {
         "assignment": assignment or "", "title": title, "count": len(rows),
         "graded": len(graded), "max_score": max_score, "stats": stats,
-        "histogram": _histogram(scores, max_score) if scores else None,
-        "criteria": criteria, "checks": _check_rates(graded),
+        "histogram": _histogram(scores, max_score, t) if scores else None,
+        "criteria": criteria, "checks": _check_rates(graded, t),
         "pending_total": sum(r.pending or 0.0 for r in graded),
         "pending_students": sum(1 for r in graded if r.pending),
     }
 
 
+def _language(lang: str | None) -> str:
+    lang = lang or default_language()
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+def _text_gettext(lang: str):
+    """Plain-text translation (for the view's strings; the template escapes them)."""
+
+    def t(text: str, **params: Any) -> str:
+        return translate(text, lang, **params)
+
+    return t
+
+
+def _html_gettext(lang: str):
+    """The template's `_`: the catalog's text escaped, then its {placeholders} filled with escaped
+    values (Markup values, e.g. a `{% set %}` block of the template, are kept), as Jinja's i18n
+    extension does with autoescaping. Student ids and reasons stay inert."""
+
+    def gettext(text: str, **params: Any) -> Markup:
+        template = escape(translate(text, lang))  # no params: the catalog's text as it is
+        if not params:
+            return template
+        try:
+            return template.format(**params)
+        except (KeyError, IndexError, ValueError):
+            return template
+
+    return gettext
+
+
+def _problem_reason(row: GradebookRow, t) -> str:
+    """The reason shown on the page, in its language: an incomplete run's reason is rebuilt from
+    the result's execution record; a rejection's or error's reason is the result's own text (in
+    the language the feedback was written in), as in the gradebook."""
+    if row.status == "graded":
+        if isinstance(row.result.get("execution"), dict):
+            return _execution_reason(row.result, t)[1] or row.reason
+        return row.reason
+    if row.result and not row.result.get("reason"):
+        return t("no reason given")
+    return row.reason
+
+
 def build_summary_view(rows: list[GradebookRow], *, input_dir: str = "", engine: str = "",
-                       ignored: list[str] | None = None, grader_version: str = "") -> dict:
+                       ignored: list[str] | None = None, grader_version: str = "",
+                       lang: str | None = None) -> dict:
+    """The template's data. `lang` (ko | en) is the page's language; None: default_language()."""
+    lang = _language(lang)
+    t = _text_gettext(lang)
     groups: dict[str | None, list[GradebookRow]] = {}
     for row in rows:
         if row.status == "graded" or row.assignment:
             groups.setdefault(row.assignment, []).append(row)
     counts = {s: sum(1 for r in rows if r.status == s) for s in ("graded", "rejected", "error")}
     counts["incomplete"] = sum(1 for r in rows if r.status == "graded" and r.problem)
-    problems = [{"student": r.student, "status": r.status if r.status != "graded" else "incomplete run",
-                 "kind": r.status if r.status != "graded" else "incomplete",
-                 "assignment": r.assignment or "", "reason": r.reason or "—",
-                 "score": fmt_points(r.score) if r.score is not None else ""}
-                for r in rows if r.problem]
+    status_labels = {"rejected": t("rejected"), "error": t("error"), "incomplete": t("incomplete run")}
+    problems = []
+    for r in rows:
+        if not r.problem:
+            continue
+        kind = r.status if r.status != "graded" else "incomplete"
+        problems.append({"student": r.student, "status": status_labels.get(kind, r.status), "kind": kind,
+                         "assignment": r.assignment or "", "reason": _problem_reason(r, t) or "—",
+                         "score": fmt_points(r.score) if r.score is not None else ""})
     return {
-        "title": "Batch summary",
+        "lang": lang,
+        "title": t("Batch summary"),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "input_dir": input_dir, "engine": engine, "grader_version": grader_version,
         "total": len(rows), "counts": counts,
-        "assignments": [_assignment_view(a, rs) for a, rs in sorted(groups.items(), key=lambda kv: str(kv[0]))],
+        "assignments": [_assignment_view(a, rs, t) for a, rs in sorted(groups.items(), key=lambda kv: str(kv[0]))],
         "problems": problems, "ignored": list(ignored or []),
     }
 
 
-def _environment() -> jinja2.Environment:
+def _environment(lang: str) -> jinja2.Environment:
     try:
         loader: jinja2.BaseLoader = jinja2.PackageLoader("grader.batch", "templates")
     except (ValueError, ModuleNotFoundError):  # pragma: no cover - unusual import set-ups
@@ -273,13 +355,16 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["points"] = fmt_points
+    env.globals["_"] = _html_gettext(lang)  # texts from the message catalogs (grader/i18n)
     return env
 
 
-def render_summary_html(rows: list[GradebookRow], **meta: Any) -> str:
-    return _environment().get_template("summary.html.j2").render(**build_summary_view(rows, **meta))
+def render_summary_html(rows: list[GradebookRow], *, lang: str | None = None, **meta: Any) -> str:
+    """summary.html in `lang` (ko | en; None: default_language())."""
+    view = build_summary_view(rows, lang=lang, **meta)
+    return _environment(view["lang"]).get_template("summary.html.j2").render(**view)
 
 
-def write_summary(rows: list[GradebookRow], path: Path, **meta: Any) -> Path:
-    _atomic_write(Path(path), render_summary_html(rows, **meta))
+def write_summary(rows: list[GradebookRow], path: Path, *, lang: str | None = None, **meta: Any) -> Path:
+    _atomic_write(Path(path), render_summary_html(rows, lang=lang, **meta))
     return Path(path)

@@ -8,12 +8,13 @@ same thread, one at a time, as each process ends.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
-from grader.batch.worker import GradeProcess, Outcome, cpu_slots, grade_argv
+from grader.batch.worker import GradeProcess, Outcome, cpu_slots, gpu_slots, grade_argv
 from grader.pipeline import GradeOptions
 
 __all__ = ["run_local"]
@@ -33,6 +34,8 @@ def run_local(jobs: Sequence, *, workers: int, options: GradeOptions, limit_s: f
     # CPU sets per worker slot (see cpu_slots): only for notebooks on the CPU; a GPU run keeps
     # every core for its data loading.
     slots = cpu_slots(workers) if options.device == "cpu" else None
+    # A GPU per worker slot for notebooks on a GPU, unless the GPUs were chosen by hand.
+    gpus = gpu_slots(workers) if options.device.startswith("cuda") and options.gpus in (None, "all") else None
     free_slots = deque(range(workers))
     running: list[tuple[object, GradeProcess, Path, int]] = []
     try:
@@ -42,7 +45,8 @@ def run_local(jobs: Sequence, *, workers: int, options: GradeOptions, limit_s: f
                 slot = free_slots.popleft()
                 folder = scratch(job.entry.student)
                 out_dir = folder / "out"
-                process = GradeProcess(grade_argv(job.entry.path, out_dir, options),
+                slot_options = dataclasses.replace(options, gpus=gpus[slot]) if gpus else options
+                process = GradeProcess(grade_argv(job.entry.path, out_dir, slot_options),
                                        log_path=folder / "grade.log", limit_s=limit_s, cwd=folder,
                                        cpus=slots[slot] if slots else None)
                 running.append((job, process, out_dir, slot))

@@ -25,6 +25,7 @@ with `--node-ip-address 127.0.0.1` is reached over loopback only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import ipaddress
 import logging
@@ -42,7 +43,7 @@ from grader.batch.exceptions import EngineUnavailable
 from grader.batch.worker import CoreClaim, GradeProcess, Outcome, grade_argv
 from grader.pipeline import GradeOptions
 
-__all__ = ["run_ray", "import_ray", "check_cluster", "pack_submission", "grade_task"]
+__all__ = ["run_ray", "import_ray", "check_cluster", "pack_submission", "grade_task", "safe_relative_path"]
 
 MAX_RETRIES = 2             # Ray retries of a task whose worker process or node died
 WAIT_S = 0.5
@@ -133,6 +134,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _collect(out_dir: Path) -> dict[str, bytes]:
+    """Everything `grade` wrote, by path relative to its --out folder ("result.json",
+    "figures/causal-mask.png"): plain files only, no link followed."""
+    files: dict[str, bytes] = {}
+    if not out_dir.is_dir():
+        return files
+    for folder, dirs, names in os.walk(out_dir):  # os.walk does not descend into linked folders
+        dirs.sort()
+        for name in sorted(names):
+            f = Path(folder) / name
+            if f.is_file() and not f.is_symlink() and f.stat().st_size <= MAX_RETURN_FILE_BYTES:
+                files[f.relative_to(out_dir).as_posix()] = f.read_bytes()
+    return files
+
+
+def safe_relative_path(name: str) -> Path | None:
+    """`name` as a path inside a results folder, or None when it could leave it (absolute, `..`,
+    empty parts, backslashes): what comes back from a node is data, never a path to trust."""
+    parts = name.split("/")
+    if not name or "\\" in name or "\x00" in name or any(part in ("", ".", "..") for part in parts):
+        return None
+    return Path(*parts)
+
+
+def _task_gpus() -> str | None:
+    """The GPUs Ray gave this task, as `--gpus` takes them ("3", "0,1"); None for none. Ray
+    sets $CUDA_VISIBLE_DEVICES for the task's worker, but the sandbox builds the notebook's
+    environment afresh (and a container sees only the devices it is given), so the grant must be
+    handed on explicitly: without it every notebook on the node would see every GPU."""
+    import ray
+
+    ids = [str(i) for i in ray.get_gpu_ids()]
+    return ",".join(ids) if ids else None
+
+
 def grade_task(student: str, name: str, kind: str, data: bytes, options: GradeOptions,
                limit_s: float) -> dict:
     """Body of the Ray task (runs on a worker node): unpack, run `grade`, return what it wrote.
@@ -140,6 +176,8 @@ def grade_task(student: str, name: str, kind: str, data: bytes, options: GradeOp
     Returns {"files": {name: bytes}, "outcome": Outcome.to_json()}. Never raises for a problem of
     the submission or of the `grade` process: those are data for the driver."""
     started = time.monotonic()
+    if options.device.startswith("cuda"):
+        options = dataclasses.replace(options, gpus=_task_gpus() or options.gpus)
     _sweep_orphans()
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{student}-") as tmp:
         scratch = Path(tmp)
@@ -159,11 +197,7 @@ def grade_task(student: str, name: str, kind: str, data: bytes, options: GradeOp
                 outcome = process.wait()
             finally:
                 process.stop_and_wait(grace_s=5.0)  # a cancelled task leaves no `grade` behind
-        files: dict[str, bytes] = {}
-        if out_dir.is_dir():
-            for f in sorted(out_dir.iterdir()):
-                if f.is_file() and not f.is_symlink() and f.stat().st_size <= MAX_RETURN_FILE_BYTES:
-                    files[f.name] = f.read_bytes()
+        files = _collect(out_dir)
     _sweep_orphans()  # again: an orphan still stopping at the start has ended by now
     outcome.host = socket.gethostname()
     outcome.wall_s = round(time.monotonic() - started, 3)

@@ -53,10 +53,14 @@ def _session_pids(sid: int) -> list[int]:
 
 
 class LoopbackRayCluster:
-    """`ray start --head` on 127.0.0.1 with `num_cpus` CPUs and no GPU; a context manager."""
+    """`ray start --head` on 127.0.0.1 with `num_cpus` CPUs and `num_gpus` GPUs; a context manager.
 
-    def __init__(self, num_cpus: int = 2, *, start_timeout_s: float = 90.0):
+    `num_gpus` is what the cluster declares, not what the machine has: on a machine without a
+    GPU it still makes Ray schedule GPU tasks and hand each its GPU ids (what the tests check)."""
+
+    def __init__(self, num_cpus: int = 2, *, num_gpus: int = 0, start_timeout_s: float = 90.0):
         self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
         self.start_timeout_s = start_timeout_s
         self.port = free_port()
         self.address = f"{LOOPBACK}:{self.port}"
@@ -69,7 +73,7 @@ class LoopbackRayCluster:
         ray_bin = Path(sys.executable).with_name("ray")
         argv = [str(ray_bin) if ray_bin.exists() else "ray", "start", "--head", "--block",
                 "--node-ip-address", LOOPBACK, "--port", str(self.port),
-                "--num-cpus", str(self.num_cpus), "--num-gpus", "0",
+                "--num-cpus", str(self.num_cpus), "--num-gpus", str(self.num_gpus),
                 "--temp-dir", str(self.temp_dir), "--include-dashboard=false",
                 "--dashboard-port", str(free_port()), "--ray-client-server-port", str(free_port()),
                 "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats"]

@@ -29,7 +29,7 @@ from typing import Callable
 from grader.pipeline import GradeOptions
 
 __all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "describe_failure", "STOP_GRACE_S",
-           "cpu_slots", "CoreClaim"]
+           "cpu_slots", "CoreClaim", "visible_gpus", "gpu_slots"]
 
 STOP_GRACE_S = 10.0         # after SIGINT, how long `grade` gets to stop its sandbox before SIGKILL
 STDERR_TAIL_CHARS = 2000
@@ -84,6 +84,36 @@ def cpu_slots(workers: int) -> list[frozenset[int]] | None:
     return [frozenset(cpus[k * len(cpus) // workers:(k + 1) * len(cpus) // workers]) for k in range(workers)]
 
 
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may hand out: those of $CUDA_VISIBLE_DEVICES where it is set (a
+    runner or a scheduler gave this machine's batch a share of its GPUs), else every GPU the
+    NVIDIA driver lists (its index, the order of `nvidia-smi` and of Docker's --gpus)."""
+    configured = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if configured is not None:
+        ids = []
+        for entry in (e.strip() for e in configured.split(",")):
+            if not entry or entry.startswith("-"):
+                break  # CUDA reads the list up to the first invalid id ("-1" hides every GPU)
+            ids.append(entry)
+        return ids
+    try:
+        count = sum(1 for _ in Path("/proc/driver/nvidia/gpus").iterdir())
+    except OSError:
+        count = 0
+    return [str(i) for i in range(count)]
+
+
+def gpu_slots(workers: int, gpus: list[str] | None = None) -> list[str] | None:
+    """The GPU of each of `workers` side-by-side grading processes: one GPU each, so that two
+    notebooks never share a GPU's memory while there are GPUs enough (round-robin past that);
+    None when there is no GPU to hand out. Without this every notebook would see every GPU and
+    take the first one (`cuda` is `cuda:0`)."""
+    gpus = visible_gpus() if gpus is None else gpus
+    if not gpus:
+        return None
+    return [gpus[k % len(gpus)] for k in range(workers)]
+
+
 class CoreClaim:
     """One CPU of this machine claimed for one grading process, among every batch and Ray worker
     on the machine: an exclusive `flock` on a file per CPU (released when the holder ends, even
@@ -129,7 +159,7 @@ def wall_clock_limit_s(options: GradeOptions) -> float:
 
 def grade_argv(path: Path, out_dir: Path, options: GradeOptions, *, python: str | None = None) -> list[str]:
     """The `grade submit` command line for one submission with `options` (only what the command
-    line can express: `gpus` follows from `device`, `call_timeout_s` keeps its default)."""
+    line can express; `call_timeout_s` keeps its default)."""
     # Absolute paths: the process runs in its own scratch folder, not in the caller's.
     argv = [python or sys.executable, "-m", "grader.cli", "submit", os.path.abspath(path),
             "--out", os.path.abspath(out_dir), "-q",
@@ -145,6 +175,10 @@ def grade_argv(path: Path, out_dir: Path, options: GradeOptions, *, python: str 
         argv += ["--seed", str(int(options.seed))]
     if options.data_dir is not None:
         argv += ["--data-dir", os.path.abspath(options.data_dir)]
+    if options.gpus:
+        argv += ["--gpus", options.gpus]
+    if options.lang is not None:
+        argv += ["--lang", options.lang]
     return argv
 
 

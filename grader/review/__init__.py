@@ -58,6 +58,7 @@ from typing import Any, Callable, Iterator, Mapping
 import yaml
 
 from grader.errors import UsageError
+from grader.i18n import LANGUAGES
 
 __all__ = [
     "ReviewError", "ReviewScore", "ResultFolder", "PendingItem", "REVIEWS_NAME", "HISTORY_DIR",
@@ -289,8 +290,6 @@ def _latest(history: list[dict]) -> dict[str, dict]:
 
 
 def _lang(result: dict) -> str:
-    from grader.i18n import LANGUAGES
-
     return result.get("lang") if result.get("lang") in LANGUAGES else "en"
 
 
@@ -725,8 +724,11 @@ def refresh_gradebook(batch_dir: Path) -> Path | None:
         sources = [Path(str(r.result["submission"]["source"])).parent for r in rows
                    if isinstance(r.result.get("submission"), dict) and r.result["submission"].get("source")]
         input_dir = str(sources[0]) if sources and all(s == sources[0] for s in sources) else ""
+        # In the language the batch wrote its feedback in (each result.json records it).
+        languages = {r.result.get("lang") for r in rows if r.result.get("lang") in LANGUAGES}
         write_summary(rows, batch_dir / SUMMARY_NAME, input_dir=input_dir,
-                      engine=engines.pop() if len(engines) == 1 else "", grader_version=grader.__version__)
+                      engine=engines.pop() if len(engines) == 1 else "", grader_version=grader.__version__,
+                      lang=languages.pop() if len(languages) == 1 else None)
     return path
 
 

@@ -126,6 +126,8 @@ class LocalBackend:
             env["CUDA_VISIBLE_DEVICES"] = ""
         elif job.gpus != "all":
             env["CUDA_VISIBLE_DEVICES"] = job.gpus
+            # Ids in the driver's (nvidia-smi's, Docker's) order, not CUDA's fastest-first one.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         return env
 
     def run(self, job: SandboxJob) -> ExecutionResult:
