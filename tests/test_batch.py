@@ -27,8 +27,9 @@ from grader.batch import BatchInputError, grade_batch
 from grader.batch.core import default_workers, options_key
 from grader.batch.discover import discover
 from grader.batch.gradebook import gradebook_csv, render_summary_html, row_from_result
+from grader.batch.preload import PRELOAD_ENV
 from grader.batch.ray_engine import safe_relative_path
-from grader.batch.state import KEY_NAME, content_sha256, read_key
+from grader.batch.state import KEY_NAME, TMP_NAME, content_sha256, read_key
 from grader.batch.worker import gpu_slots, grade_argv, visible_gpus
 from grader.pipeline import GradeOptions
 
@@ -78,17 +79,21 @@ def corrupt_zip(path: Path, text: str = "not really a zip") -> Path:
 
 
 def grade_processes(fragment: str) -> list[int]:
-    """Pids of `grader.cli submit` processes whose command line contains `fragment`."""
+    """Pids of grading processes whose command line or working folder contains `fragment`: a
+    `grader.cli submit` interpreter, or one forked by the preload server (named `grade`, in the
+    attempt's scratch folder: OUT/.tmp/<student>.<hex>, or grader-ray-<student>-* on a Ray node)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
         text = b" ".join(argv).decode(errors="replace")
-        if "grader.cli" in text and " submit " in text and fragment in text:
+        if (("grader.cli" in text and " submit " in text) or comm == "grade") and (fragment in text or fragment in cwd):
             found.append(int(entry))
     return found
 
@@ -96,6 +101,15 @@ def grade_processes(fragment: str) -> list[int]:
 def parent_pid(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def ray_worker_of(pid: int) -> int:
+    """The Ray worker process above `pid` (its parent, or its preload server's parent)."""
+    while pid > 1:
+        pid = parent_pid(pid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+            return pid
+    raise AssertionError("no Ray worker above the grading process")
 
 
 # ------------------------------------------------------------------------------------------
@@ -355,7 +369,7 @@ def test_a_second_batch_on_the_same_output_is_refused(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
-def test_results_are_keyed_reused_and_redone_when_the_submission_changes(tmp_path):
+def test_results_are_keyed_reused_and_redone_when_the_submission_changes(tmp_path, monkeypatch):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     corrupt_zip(inp / "kim.zip", "kim's")
@@ -395,12 +409,15 @@ def test_results_are_keyed_reused_and_redone_when_the_submission_changes(tmp_pat
     assert [r["student"] for r in rows] == ["kim", "lee"] and {r["status"] for r in rows} == {"rejected"}
 
     # An error row (here: a guard so short that every grading process is killed) is kept in the
-    # gradebook, and retried by the next run.
+    # gradebook, and retried by the next run. A fresh interpreter, so that the process cannot end
+    # (a preloaded one rejects a corrupt zip in milliseconds) before the guard kills it.
     corrupt_zip(inp / "lee.zip", "lee's third upload")
+    monkeypatch.setenv(PRELOAD_ENV, "0")
     hung = grade_batch(inp, out, workers=2, options=reseeded, wall_clock_limit_s=0.01)
     assert hung.graded_now == ["lee"] and hung.counts["error"] == 1
     lee = next(r for r in hung.rows if r.student == "lee")
     assert lee.reason.startswith("the grading process ran past its wall-clock limit of 0.01 s")
+    monkeypatch.delenv(PRELOAD_ENV)
     retried = grade_batch(inp, out, workers=2, options=reseeded)
     assert retried.graded_now == ["lee"] and retried.reused == ["kim"] and retried.counts["rejected"] == 2
 
@@ -469,7 +486,7 @@ def test_a_hung_grading_process_is_killed_and_becomes_an_error_row(tmp_path):
     assert rows["kim"].status == "error"
     assert rows["kim"].reason.startswith("the grading process ran past its wall-clock limit of 6 s and was killed")
     assert rows["park"].status == "rejected"
-    assert grade_processes(str(inp / "kim")) == []
+    assert grade_processes(str(out / TMP_NAME / "kim.")) == []
     assert read_key(out / "kim").status == "error"  # kept, but retried by the next run
 
 
@@ -484,7 +501,7 @@ def test_ctrl_c_half_way_then_the_same_command_finishes_with_every_result_once(t
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     # Ctrl-C once the first result is in and bob's notebook has been running for a while.
-    while not ((out / "ann" / "result.json").exists() and grade_processes(str(inp / "bob"))):
+    while not ((out / "ann" / "result.json").exists() and grade_processes(str(out / TMP_NAME / "bob."))):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "nothing started in 120 s"
         time.sleep(0.1)
@@ -495,7 +512,7 @@ def test_ctrl_c_half_way_then_the_same_command_finishes_with_every_result_once(t
     assert "interrupted: 1 of 3 submissions done" in stderr and "run the same command again" in stderr
     # Nothing half-written: only ann's complete folder; no grading process left behind.
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["ann"] and read_key(out / "ann") is not None
-    assert grade_processes(str(inp)) == []
+    assert grade_processes(str(out)) == []
     key_before = (out / "ann" / KEY_NAME).stat().st_mtime_ns
 
     done = run_batch("in", "--out", "out", "--workers", "2", *FAST, cwd=tmp_path)
@@ -599,7 +616,7 @@ def test_killed_ray_worker_and_killed_grade_process_lose_and_duplicate_nothing(t
                 time.sleep(2.0)  # well inside the task
                 try:
                     if not killed:
-                        os.kill(parent_pid(pids[0]), signal.SIGKILL)
+                        os.kill(ray_worker_of(pids[0]), signal.SIGKILL)
                         killed[student] = "worker"
                     else:
                         os.kill(pids[0], signal.SIGKILL)

@@ -10,6 +10,10 @@ and a Ctrl-C on the terminal reaches only the batch, which then stops its childr
 gets SIGINT when the process that started it dies (Linux `PR_SET_PDEATHSIG`): `grade` turns
 SIGINT into a clean stop that also kills its sandbox, so a killed batch or Ray worker leaves no
 orphaned notebook behind.
+
+The process is forked from a server that has already imported torch and the grader
+(grader.batch.preload; about 3 s of CPU saved per submission), or, with GRADER_BATCH_PRELOAD=0,
+started as a fresh interpreter; both behave the same to the batch.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from grader.batch.preload import PreloadedChild, preload_enabled
 from grader.pipeline import GradeOptions
 
 __all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "describe_failure", "STOP_GRACE_S",
@@ -230,17 +235,25 @@ class GradeProcess:
         self.limit_s = limit_s
         self.cwd = cwd
         self.env = env
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | PreloadedChild | None = None
         self.started = 0.0
         self.timed_out = False
         self._stop_sent_at: float | None = None
 
     def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                cwd=self.cwd, env=self.env, start_new_session=True, preexec_fn=_child_setup(self.cpus),
-            )
+        self.proc = None
+        if preload_enabled() and self.argv[0] == sys.executable and self.argv[1:4] == ["-m", "grader.cli", "submit"]:
+            try:
+                self.proc = PreloadedChild.start(self.argv, log_path=self.log_path, cwd=self.cwd,
+                                                 env=self.env, cpus=self.cpus)
+            except OSError:
+                self.proc = None  # no preload server (it failed to start or to fork): a fresh interpreter
+        if self.proc is None:
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                    cwd=self.cwd, env=self.env, start_new_session=True, preexec_fn=_child_setup(self.cpus),
+                )
         self.started = time.monotonic()
 
     @property
