@@ -6,6 +6,7 @@ rubric -> report. Each stage is a package with one entry function; this module o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -240,18 +241,35 @@ def _draw_figures(checks: list[dict], out_dir: Path | None, lang: str) -> None:
         check["figure"] = name
 
 
+@functools.lru_cache(maxsize=1)
+def _html_exporter():
+    """One exporter per process: it compiles its Jinja templates on first use (most of a
+    conversion's cost), and the batch's preload server warms it up for every grading process."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(sanitize_html=True)
+
+
+def warm_up() -> None:
+    """Do once what every grading does first (grader.batch.preload calls this before forking)."""
+    import nbformat
+
+    _html_exporter().from_notebook_node(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]))
+
+
 def _notebook_html(notebook: dict, target: Path) -> str | None:
     """The executed notebook as HTML (nbconvert), with the outputs' HTML sanitised: the student's
     notebook could carry scripts, and a TA opens this file in a browser."""
     try:
         import nbformat
-        from nbconvert import HTMLExporter
+
+        exporter = _html_exporter()
     except ImportError:
         return None
     try:
         # reads() joins list-valued sources (cells that never ran keep the submitted form)
         node = nbformat.reads(json.dumps(notebook), as_version=4)
-        body, _ = HTMLExporter(sanitize_html=True).from_notebook_node(node)
+        body, _ = exporter.from_notebook_node(node)
     except Exception:  # noqa: BLE001 - the HTML copy is a convenience; the .ipynb is always there
         return None
     target.write_text(body, encoding="utf-8")

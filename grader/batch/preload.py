@@ -37,8 +37,10 @@ from pathlib import Path
 __all__ = ["PRELOAD_MODULES", "PRELOAD_ENV", "preload_enabled", "PreloadedChild"]
 
 # What every `grade submit` imports, loaded once into the server.
-PRELOAD_MODULES = ("torch", "numpy", "safetensors.torch", "nbformat", "nbconvert", "grader.cli", "grader.pipeline",
-                   "grader.judge", "grader.report", "grader.assignments", "grader.probe", "grader.sandbox")
+PRELOAD_MODULES = ("torch", "numpy", "sympy", "safetensors.torch", "nbformat", "nbconvert", "matplotlib",
+                   "matplotlib.figure", "matplotlib.backends.backend_agg", "pyflakes.api", "grader.cli",
+                   "grader.pipeline", "grader.judge", "grader.report", "grader.assignments", "grader.probe",
+                   "grader.sandbox")
 PRELOAD_ENV = "GRADER_BATCH_PRELOAD"    # "0": start each `grade` as a fresh interpreter instead
 START_TIMEOUT_S = 120.0                  # the imports, on a loaded machine
 
@@ -107,6 +109,12 @@ def serve() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a missing optional module is imported (or not) by `grade` itself
             pass
+    try:
+        from grader.pipeline import warm_up
+
+        warm_up()  # compiled report templates, inherited by every child
+    except Exception:  # noqa: BLE001 - only a head start: each child does it itself otherwise
+        pass
     out = os.fdopen(os.dup(1), "w", buffering=1)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
