@@ -27,7 +27,7 @@ from grader.batch import BatchInputError, grade_batch
 from grader.batch.core import default_workers, options_key
 from grader.batch.discover import discover
 from grader.batch.gradebook import gradebook_csv, render_summary_html, row_from_result
-from grader.batch.preload import PRELOAD_ENV
+from grader.batch.preload import PRELOAD_ENV, process_alive
 from grader.batch.ray_engine import safe_relative_path
 from grader.batch.state import KEY_NAME, TMP_NAME, content_sha256, read_key
 from grader.batch.worker import gpu_slots, grade_argv, visible_gpus
@@ -542,14 +542,7 @@ def ray_cluster():
     finally:
         pids = cluster.pids()
         cluster.stop()
-        assert [p for p in pids if Path(f"/proc/{p}").exists() and _not_zombie(p)] == []
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        assert [p for p in pids if process_alive(p)] == []
 
 
 def files_of(folder: Path) -> list[str]:

@@ -12,7 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from grader.batch.preload import PreloadedChild
+from grader.batch.preload import PreloadedChild, process_alive
 from grader.batch.worker import GradeProcess, grade_argv
 from grader.pipeline import GradeOptions
 
@@ -57,14 +57,14 @@ def test_the_server_and_its_children_end_with_the_process_that_started_them(tmp_
     proc = subprocess.Popen([sys.executable, "-c", client], stdout=subprocess.PIPE, text=True)
     try:
         server_pid, returncode = (int(v) for v in proc.stdout.readline().split())
-        assert returncode == 2 and _alive(server_pid)
+        assert returncode == 2 and process_alive(server_pid)
     finally:
         proc.kill()  # SIGKILL: no clean-up code of the client runs
         proc.wait()
     deadline = time.monotonic() + 20
-    while _alive(server_pid) and time.monotonic() < deadline:
+    while process_alive(server_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(server_pid), "the preload server outlived its client"
+    assert not process_alive(server_pid), "the preload server outlived its client"
 
 
 def test_without_preload_each_grade_is_a_fresh_interpreter(tmp_path, monkeypatch):
@@ -74,14 +74,3 @@ def test_without_preload_each_grade_is_a_fresh_interpreter(tmp_path, monkeypatch
     process.start()
     assert isinstance(process.proc, subprocess.Popen)
     assert process.wait().returncode == 2
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

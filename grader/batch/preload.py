@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["PRELOAD_MODULES", "PRELOAD_ENV", "preload_enabled", "PreloadedChild"]
+__all__ = ["PRELOAD_MODULES", "PRELOAD_ENV", "preload_enabled", "PreloadedChild", "process_alive"]
 
 # What every `grade submit` imports, loaded once into the server.
 PRELOAD_MODULES = ("torch", "numpy", "sympy", "safetensors.torch", "nbformat", "nbconvert", "matplotlib",
@@ -250,7 +250,7 @@ class PreloadedChild:
             with self._server.changed:
                 if self.pid in self._server.statuses:
                     self.returncode = self._server.statuses.pop(self.pid)
-                elif not self._server.alive and not _exists(self.pid):
+                elif not self._server.alive and not process_alive(self.pid):
                     self.returncode = -signal.SIGKILL  # ended with its server: its status is lost
         return self.returncode
 
@@ -267,7 +267,8 @@ class PreloadedChild:
         return self.returncode
 
 
-def _exists(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while process `pid` runs (ours or not); a zombie, waiting to be reaped, is gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from grader.batch.exceptions import EngineUnavailable
+from grader.batch.preload import process_alive
 from grader.batch.worker import CoreClaim, GradeProcess, Outcome, grade_argv
 from grader.pipeline import GradeOptions
 
@@ -120,18 +121,8 @@ def _sweep_orphans() -> None:
             owners = [int(pid) for pid in (folder / OWNER_FILE).read_text(encoding="ascii").split()]
         except (OSError, ValueError):
             continue  # no owner file yet (just created), or not ours to judge
-        if owners and not any(_alive(pid) for pid in owners):
+        if owners and not any(process_alive(pid) for pid in owners):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _collect(out_dir: Path) -> dict[str, bytes]:
