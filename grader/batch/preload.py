@@ -176,7 +176,6 @@ class _Server:
         self.changed = threading.Condition()
         self.pids: dict[int, int | str] = {}          # request id -> pid (or the error)
         self.statuses: dict[int, int] = {}            # pid -> exit status
-        self.running: set[int] = set()
         self.alive = True
         self.next_id = 0
         threading.Thread(target=self._read, name="grade-preload-reader", daemon=True).start()
@@ -188,7 +187,6 @@ class _Server:
             with self.changed:
                 if "status" in message:
                     self.statuses[message["pid"]] = message["status"]
-                    self.running.discard(message["pid"])
                 else:
                     self.pids[message["id"]] = message.get("pid") or message.get("error") or "no pid"
                 self.changed.notify_all()
@@ -199,19 +197,17 @@ class _Server:
             self.changed.notify_all()
 
     def fork(self, request: dict) -> int:
-        with self.changed:
+        assert self.proc.stdin is not None
+        with self.changed:  # one request at a time, whichever thread asks
             self.next_id += 1
             request_id = self.next_id
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"id": request_id, **request}) + "\n").encode())
-        self.proc.stdin.flush()
-        with self.changed:
+            self.proc.stdin.write((json.dumps({"id": request_id, **request}) + "\n").encode())
+            self.proc.stdin.flush()
             if not self.changed.wait_for(lambda: request_id in self.pids or not self.alive, timeout=START_TIMEOUT_S):
                 raise OSError(f"the preloaded grading server did not answer in {START_TIMEOUT_S:g} s")
             answer = self.pids.pop(request_id, "the preloaded grading server ended")
             if isinstance(answer, str):
                 raise OSError(answer)
-            self.running.add(answer)
             return answer
 
 
