@@ -19,6 +19,7 @@ from grader.errors import GraderError, RubricError, UsageError
 from grader.batch.command import batch
 from grader.formats import FORMATS, error_result, write_format
 from grader.formats.command import export_app, template_app
+from grader.i18n import msg
 from grader.review.command import regrade, review
 
 EXIT_OK, EXIT_REJECTED, EXIT_GRADER_FAILED = 0, 2, 3
@@ -109,7 +110,9 @@ def submit(
         render_summary(result, Console(stderr=False))
         Console().print(f"Report: {out / 'feedback.html'}", markup=False, highlight=False)
     if result["status"] == "rejected":
-        _fail(EXIT_REJECTED, f"rejected: {result['reason']}")
+        # result["reason"] is already in the report's language (pipeline); so is the line around it.
+        line = msg("intake.rejected", reason=result["reason"]).render(result.get("lang") or "en")
+        _fail(EXIT_REJECTED, line)
     if result["status"] == "error":
         _fail(EXIT_GRADER_FAILED, f"grader failure: {result['reason']}")
 

@@ -12,6 +12,8 @@ scored, explained results.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GraderError(Exception):
     """Root of every error the grader raises on purpose."""
@@ -31,7 +33,21 @@ class RubricError(UsageError):
 
 
 class SubmissionRejected(GraderError):
-    """The submission cannot be graded at all (corrupt archive, unsafe entry, no notebook...)."""
+    """The submission cannot be graded at all (corrupt archive, unsafe entry, no notebook...).
+
+    The reason is a `grader.i18n.Message` (or a plain string): `str(exc)` is its English text,
+    `exc.render(lang)` its text in the student's language (ko | en)."""
+
+    def __init__(self, message: Any):
+        # The Message itself is the exception's argument: str(exc) renders it in English, and the
+        # exception pickles (and re-raises across processes) with its Message intact.
+        super().__init__(message)
+        self.message = message
+
+    def render(self, lang: str) -> str:
+        from grader.i18n import render
+
+        return render(self.message, lang)
 
 
 class UnsafeArchive(SubmissionRejected):

@@ -128,7 +128,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         try:
             submission = intake(Path(path), workspace / "submission", assignment=options.assignment)
         except SubmissionRejected as exc:
-            result.update(status="rejected", reason=str(exc))
+            result.update(status="rejected", reason=exc.render(lang))
             return _finish(result, out_dir, started)
         info = submission.assignment
         result.update(assignment=info.id, title=info.title, max_score=float(info.points))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from grader.assignments.catalog import CATALOG, AssignmentInfo, assignment_for_notebook
 from grader.errors import SubmissionRejected, UsageError
+from grader.i18n import Message, msg
 from grader.intake.archive import copy_folder, copy_notebook, extract_zip, nfc
 
 __all__ = ["IntakeLimits", "Deliverable", "Submission", "intake", "resolve_assignment"]
@@ -96,9 +97,7 @@ def _copy_in(source: Path, dest: Path, limits: IntakeLimits) -> list[str]:
     if zipfile.is_zipfile(source):
         return [f"{source.name} has no .zip extension but is a zip: read as a zip"] + \
             extract_zip(source, dest, limits)
-    raise SubmissionRejected(
-        f"{source.name} is neither a .zip, a folder nor a .ipynb notebook: "
-        "zip your assignment folder (.zip) and submit that")
+    raise SubmissionRejected(msg("intake.not_a_submission", name=source.name))
 
 
 def _empty(dest: Path) -> None:
@@ -133,10 +132,10 @@ def _examine(source: Path, dest: Path, info: AssignmentInfo | None, notes: list[
                       source=source, sha256=content_sha256(dest, root), notes=notes)
 
 
-def _nested_zip_hint(dest: Path) -> str:
+def _nested_zip_hint(dest: Path) -> Message | str:
     zips = sorted(_rel(p, dest) for p in dest.rglob("*") if p.is_file() and p.suffix.lower() == ".zip")
     if zips:
-        return f" (the submission holds the zip {zips[0]}: submit that zip itself, not a zip of a zip)"
+        return msg("intake.nested_zip_hint", zip=zips[0])
     return ""
 
 
@@ -150,17 +149,12 @@ def _detect(notebooks: list[Path], dest: Path) -> AssignmentInfo:
         return CATALOG[next(iter(matches))]
     if len(matches) > 1:
         listed = ", ".join(f"{paths[0].name} ({aid})" for aid, paths in matches.items())
-        raise SubmissionRejected(
-            f"the submission holds the notebooks of several assignments: {listed}; submit one "
-            "assignment at a time, or choose which to grade with --assignment ID")
+        raise SubmissionRejected(msg("intake.several_assignments", listed=listed))
     expected = ", ".join(i.notebook for i in CATALOG.values() if i.notebook)
     if notebooks:
         found = ", ".join(_rel(nb, dest) for nb in notebooks[:5])
-        raise SubmissionRejected(
-            f"no notebook has an assignment's name (found {found}; expected one of {expected}): "
-            "rename your notebook as on the assignment sheet, or choose the assignment with --assignment ID")
-    raise SubmissionRejected(f"no notebook (.ipynb) found in the submission: expected one of {expected}"
-                             + _nested_zip_hint(dest))
+        raise SubmissionRejected(msg("intake.no_assignment_name", found=found, expected=expected))
+    raise SubmissionRejected(msg("intake.no_notebook_any", expected=expected, hint=_nested_zip_hint(dest)))
 
 
 def _pick_notebook(notebooks: list[Path], info: AssignmentInfo, dest: Path,
@@ -176,9 +170,8 @@ def _pick_notebook(notebooks: list[Path], info: AssignmentInfo, dest: Path,
         ties = [nb for nb in named if len(nb.relative_to(dest).parts) == depth]
         if len(ties) > 1:
             listed = ", ".join(_rel(nb, dest) for nb in ties)
-            raise SubmissionRejected(
-                f"the submission holds {len(ties)} copies of {expected} ({listed}): keep only the one "
-                "to grade and submit again")
+            raise SubmissionRejected(msg("intake.notebook_copies", count=len(ties), expected=expected,
+                                         listed=listed))
         if len(named) > 1:
             others = ", ".join(_rel(nb, dest) for nb in named[1:])
             notes.append(f"graded {_rel(best, dest)}; other copies ignored: {others}")
@@ -186,56 +179,42 @@ def _pick_notebook(notebooks: list[Path], info: AssignmentInfo, dest: Path,
             notes.append(f"the notebook is named {best.name} instead of {expected} (case differs)")
         return best, True
     if not notebooks:
-        raise SubmissionRejected(f"no notebook (.ipynb) found in the submission: expected {expected}"
-                                 + _nested_zip_hint(dest))
+        raise SubmissionRejected(msg("intake.no_notebook", expected=expected, hint=_nested_zip_hint(dest)))
     if len(notebooks) == 1:
         only = notebooks[0]
         owner = assignment_for_notebook(only.name)
         if owner is not None and owner.id != info.id:
-            raise SubmissionRejected(
-                f"expected {expected} for {info.id} but found {only.name}, the notebook of {owner.id}: "
-                "did you submit the wrong assignment?")
+            raise SubmissionRejected(msg("intake.wrong_assignment", expected=expected, assignment=info.id,
+                                         found=only.name, owner=owner.id))
         notes.append(f"expected {expected}, graded {_rel(only, dest)}: please keep the notebook name "
                      "from the assignment sheet")
         return only, False
     listed = ", ".join(_rel(nb, dest) for nb in notebooks[:5])
-    raise SubmissionRejected(
-        f"{expected} not found, and the submission holds several other notebooks ({listed}): "
-        f"rename the one to grade to {expected}")
+    raise SubmissionRejected(msg("intake.notebook_not_found", expected=expected, listed=listed))
 
 
 def _validate_notebook(notebook: Path, dest: Path) -> None:
     rel = _rel(notebook, dest)
     raw = notebook.read_bytes()
     if not raw.strip():
-        raise SubmissionRejected(f"the notebook {rel} is empty: save it in Jupyter and submit again")
+        raise SubmissionRejected(msg("intake.notebook_empty", path=rel))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise SubmissionRejected(
-            f"the notebook {rel} is not UTF-8 text (byte {e.start}): it is damaged; submit the "
-            "file as saved by Jupyter") from e
+        raise SubmissionRejected(msg("intake.notebook_not_utf8", path=rel, byte=e.start)) from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise SubmissionRejected(
-            f"the notebook {rel} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}): "
-            "it was damaged (edited as text, or a merge); restore a copy that opens in Jupyter "
-            "and submit again") from e
+        raise SubmissionRejected(msg("intake.notebook_bad_json", path=rel, line=e.lineno, column=e.colno,
+                                     error=e.msg)) from e
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
-        raise SubmissionRejected(
-            f"{rel} is JSON but not a Jupyter notebook (no list of cells): submit the .ipynb "
-            "file saved by Jupyter")
+        raise SubmissionRejected(msg("intake.not_a_notebook", path=rel))
     version = data.get("nbformat")
     if not isinstance(version, int) or version < 4:
-        raise SubmissionRejected(
-            f"the notebook {rel} uses notebook format {version!r}, older than 4: open it in a "
-            "recent Jupyter, save it, and submit again")
+        raise SubmissionRejected(msg("intake.old_nbformat", path=rel, version=repr(version)))
     for i, cell in enumerate(data["cells"]):
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
-            raise SubmissionRejected(
-                f"the notebook {rel} is damaged: cell {i + 1} has no cell type; restore a copy "
-                "that opens in Jupyter and submit again")
+            raise SubmissionRejected(msg("intake.cell_no_type", path=rel, cell=i + 1))
 
 
 def _count_files(folder: Path) -> int:

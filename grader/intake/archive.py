@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from grader.errors import SubmissionRejected, UnsafeArchive, UsageError
+from grader.i18n import Message, msg
 
 if TYPE_CHECKING:  # pragma: no cover
     from grader.intake import IntakeLimits
@@ -62,6 +63,11 @@ def fmt_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _size(n: int) -> Message | str:
+    """`fmt_size(n)` for messages: "512 bytes" is localized, "3.2 KB" is the same everywhere."""
+    return msg("intake.bytes", count=n) if n < 1024 else fmt_size(n)
+
+
 def nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
@@ -93,21 +99,16 @@ class _Junk:
 
 
 def _too_many(n: int, limits: IntakeLimits) -> SubmissionRejected:
-    return SubmissionRejected(
-        f"the submission holds {n} files and folders, more than the limit of {limits.max_entries}: "
-        "submit only your assignment folder (no data sets, virtual environments or .git folders)")
+    return SubmissionRejected(msg("intake.too_many", count=n, limit=limits.max_entries))
 
 
 def _file_too_big(rel: str, size: int, limits: IntakeLimits) -> SubmissionRejected:
-    return SubmissionRejected(
-        f"the file {rel} is {fmt_size(size)}, more than the limit of {fmt_size(limits.max_file_bytes)} "
-        "per file: leave out data sets and model checkpoints (the grader brings its own data)")
+    return SubmissionRejected(msg("intake.file_too_big", path=rel, size=_size(size),
+                                  limit=_size(limits.max_file_bytes)))
 
 
 def _too_big(size: int, limits: IntakeLimits) -> SubmissionRejected:
-    return SubmissionRejected(
-        f"the submission unpacks to {fmt_size(size)}, more than the limit of "
-        f"{fmt_size(limits.max_total_bytes)}: leave out data sets and model checkpoints")
+    return SubmissionRejected(msg("intake.too_big", size=_size(size), limit=_size(limits.max_total_bytes)))
 
 
 class _Budget:
@@ -135,15 +136,14 @@ def _target(dest: Path, parts: tuple[str, ...]) -> Path:
     target = dest.joinpath(*parts)
     # Belt and braces: parts are already free of "..", absolute and empty components.
     if os.path.commonpath([dest, target]) != str(dest):
-        raise UnsafeArchive(f"the entry {'/'.join(parts)} would be written outside the submission folder")
+        raise UnsafeArchive(msg("intake.outside_target", path="/".join(parts)))
     return target
 
 
 def _check_part_lengths(parts: tuple[str, ...], shown: str) -> None:
     for part in parts:
         if len(part.encode("utf-8")) > 255:
-            raise SubmissionRejected(
-                f"the name {shown[:80]}... is too long (over 255 bytes): shorten it and zip again")
+            raise SubmissionRejected(msg("intake.name_too_long", name=shown[:80]))
 
 
 def _claim(parts: tuple[str, ...], is_dir: bool, files: set, dirs: set, shown: str) -> None:
@@ -151,21 +151,17 @@ def _claim(parts: tuple[str, ...], is_dir: bool, files: set, dirs: set, shown: s
     for i in range(1, len(parts)):
         prefix = parts[:i]
         if prefix in files:
-            raise SubmissionRejected(
-                f"the submission has both a file and a folder named {'/'.join(prefix)}: rename one and zip again")
+            raise SubmissionRejected(msg("intake.file_and_folder", path="/".join(prefix)))
         dirs.add(prefix)
     if is_dir:
         if parts in files:
-            raise SubmissionRejected(
-                f"the submission has both a file and a folder named {shown}: rename one and zip again")
+            raise SubmissionRejected(msg("intake.file_and_folder", path=shown))
         dirs.add(parts)
     else:
         if parts in files:
-            raise SubmissionRejected(
-                f"the zip holds {shown} twice: zip your folder again into a new file (do not add to an old zip)")
+            raise SubmissionRejected(msg("intake.duplicate_entry", path=shown))
         if parts in dirs:
-            raise SubmissionRejected(
-                f"the submission has both a file and a folder named {shown}: rename one and zip again")
+            raise SubmissionRejected(msg("intake.file_and_folder", path=shown))
         files.add(parts)
 
 
@@ -273,28 +269,22 @@ def _parse_entry(info: zipfile.ZipInfo, name: str) -> _ZipEntry:
     """Path and type checks of one entry (UnsafeArchive on anything that could escape)."""
     shown = name.replace("\x00", "\\0")
     if "\x00" in name:
-        raise UnsafeArchive(f"the zip entry {shown!r} has a NUL character in its name: the archive is "
-                            "damaged or crafted; zip your folder again with your system's zip tool")
+        raise UnsafeArchive(msg("intake.nul_in_name", name=repr(shown)))
     name = name.replace("\\", "/")
     if name.startswith("/"):
-        raise UnsafeArchive(f"the zip entry {shown} has an absolute path: zip your assignment folder "
-                            "itself (relative paths only)")
+        raise UnsafeArchive(msg("intake.absolute_path", name=shown))
     if _DRIVE.match(name):
-        raise UnsafeArchive(f"the zip entry {shown} names a drive ({name[:2]}): zip your assignment "
-                            "folder itself (relative paths only)")
+        raise UnsafeArchive(msg("intake.drive", name=shown, drive=name[:2]))
     raw_parts = name.split("/")
     if ".." in raw_parts:
-        raise UnsafeArchive(f"the zip entry {shown} points outside the archive (..): zip your "
-                            "assignment folder itself, without '..' in any name")
+        raise UnsafeArchive(msg("intake.dotdot", name=shown))
     parts = tuple(nfc(p) for p in raw_parts if p not in ("", "."))
     mode = info.external_attr >> 16
     kind = stat.S_IFMT(mode)
     if kind == stat.S_IFLNK:
-        raise UnsafeArchive(f"the zip entry {shown} is a symbolic link: links are not accepted; "
-                            "zip the real files instead")
+        raise UnsafeArchive(msg("intake.symlink", name=shown))
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise UnsafeArchive(f"the zip entry {shown} is a special file (device, pipe or socket): "
-                            "zip only regular files and folders")
+        raise UnsafeArchive(msg("intake.special_file", name=shown))
     is_dir = name.endswith("/") or kind == stat.S_IFDIR
     shown = "/".join(parts) + ("/" if is_dir and parts else "")
     _check_part_lengths(parts, shown)
@@ -305,38 +295,32 @@ def _local_data_offset(fh: BinaryIO, info: zipfile.ZipInfo, zip_name: str) -> in
     fh.seek(info.header_offset)
     header = fh.read(_LOCAL_HEADER.size)
     if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIG:
-        raise _corrupt(zip_name, "a file header is missing or damaged")
+        raise _corrupt(zip_name, msg("intake.damage.header"))
     fields = _LOCAL_HEADER.unpack(header)
     return info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11]
 
 
-def _corrupt(zip_name: str, what: str) -> SubmissionRejected:
-    return SubmissionRejected(
-        f"{zip_name} is damaged ({what}): create the zip again and upload it again "
-        "(was the upload or download interrupted?)")
+def _corrupt(zip_name: str, what: Message) -> SubmissionRejected:
+    return SubmissionRejected(msg("intake.corrupt_zip", zip=zip_name, what=what))
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
     name = path.name
     size = path.stat().st_size
     if size == 0:
-        raise SubmissionRejected(f"{name} is empty (0 bytes): zip your assignment folder and upload it again")
+        raise SubmissionRejected(msg("intake.empty_zip_file", zip=name))
     try:
         with path.open("rb") as fh:
             head = fh.read(4)
     except OSError as e:
-        raise SubmissionRejected(f"cannot read {name}: {e.strerror}") from e
+        raise SubmissionRejected(msg("intake.cannot_read", path=name, error=e.strerror)) from e
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError,
             UnicodeDecodeError) as e:
         if head == _LOCAL_SIG:
-            raise SubmissionRejected(
-                f"{name} looks like a zip but is damaged or incomplete ({e}): create the zip again "
-                "and upload it again (was the upload interrupted?)") from e
-        raise SubmissionRejected(
-            f"{name} is not a zip file ({e}): compress your assignment folder as .zip "
-            "(not .rar, .7z or .tar) and upload it again") from e
+            raise SubmissionRejected(msg("intake.damaged_zip", zip=name, error=str(e))) from e
+        raise SubmissionRejected(msg("intake.not_zip", zip=name, error=str(e))) from e
 
 
 def extract_zip(path: Path, dest: Path, limits: IntakeLimits) -> list[str]:
@@ -344,14 +328,13 @@ def extract_zip(path: Path, dest: Path, limits: IntakeLimits) -> list[str]:
     zip_name = path.name
     zip_size = path.stat().st_size
     if zip_size > limits.max_total_bytes + limits.max_entries * 1024:
-        raise SubmissionRejected(
-            f"{zip_name} is {fmt_size(zip_size)}, more than the limit of {fmt_size(limits.max_total_bytes)}: "
-            "leave out data sets and model checkpoints")
+        raise SubmissionRejected(msg("intake.zip_too_big", zip=zip_name, size=_size(zip_size),
+                                     limit=_size(limits.max_total_bytes)))
     try:
         with path.open("rb") as fh:
             count = _declared_entry_count(fh, zip_size)
     except OSError as e:
-        raise SubmissionRejected(f"cannot read {zip_name}: {e.strerror}") from e
+        raise SubmissionRejected(msg("intake.cannot_read", path=zip_name, error=e.strerror)) from e
     if count is not None and count > limits.max_entries:
         raise _too_many(count, limits)
 
@@ -377,18 +360,16 @@ def extract_zip(path: Path, dest: Path, limits: IntakeLimits) -> list[str]:
         info = e.info
         if not e.is_dir:
             if info.flag_bits & _ENCRYPTED_FLAG:
-                raise SubmissionRejected(
-                    f"{e.name} in {zip_name} is password-protected: zip your folder again without a password")
+                raise SubmissionRejected(msg("intake.encrypted", entry=e.name, zip=zip_name))
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
-                raise SubmissionRejected(
-                    f"{e.name} in {zip_name} is compressed with {method}, which the grader does not read: "
-                    "create the zip with the standard (deflate) compression, e.g. your system's 'Compress'")
+                method = _METHODS.get(info.compress_type) or msg("intake.compression_method",
+                                                                 number=info.compress_type)
+                raise SubmissionRejected(msg("intake.compression", entry=e.name, zip=zip_name, method=method))
             size = info.file_size
             if size > limits.ratio_min_bytes and size / max(info.compress_size, 1) > limits.max_ratio:
-                raise UnsafeArchive(
-                    f"{e.name} in {zip_name} would unpack from {fmt_size(info.compress_size)} to {fmt_size(size)} "
-                    f"(ratio over {limits.max_ratio:g}): this looks like a zip bomb and was not extracted")
+                raise UnsafeArchive(msg("intake.entry_bomb", entry=e.name, zip=zip_name,
+                                        packed=_size(info.compress_size), size=_size(size),
+                                        ratio=f"{limits.max_ratio:g}"))
             if size > limits.max_file_bytes:
                 raise _file_too_big(e.name, size, limits)
             declared_total += size
@@ -396,17 +377,13 @@ def extract_zip(path: Path, dest: Path, limits: IntakeLimits) -> list[str]:
         keep.append(e)
     if declared_total > limits.max_total_bytes:
         if declared_total / max(zip_size, 1) > limits.max_ratio:
-            raise UnsafeArchive(
-                f"{zip_name} would unpack from {fmt_size(zip_size)} to {fmt_size(declared_total)}: "
-                "this looks like a zip bomb and was not extracted")
+            raise UnsafeArchive(msg("intake.zip_bomb", zip=zip_name, packed=_size(zip_size),
+                                    size=_size(declared_total)))
         raise _too_big(declared_total, limits)
     if not any(not e.is_dir for e in keep):
         if junk.counts:
-            raise SubmissionRejected(
-                f"{zip_name} holds no files besides system metadata ({', '.join(junk.counts)}): "
-                "zip your assignment folder with its notebook and upload it again")
-        raise SubmissionRejected(f"{zip_name} is empty (no files): zip your assignment folder with its "
-                                 "notebook and upload it again")
+            raise SubmissionRejected(msg("intake.only_junk", zip=zip_name, junk=", ".join(junk.counts)))
+        raise SubmissionRejected(msg("intake.no_files", zip=zip_name))
 
     # 2. Local headers: present, and no two entries share bytes (overlap bombs).
     with path.open("rb") as fh:
@@ -415,13 +392,12 @@ def extract_zip(path: Path, dest: Path, limits: IntakeLimits) -> list[str]:
             e.data_offset = _local_data_offset(fh, e.info, zip_name)
             end = e.data_offset + e.info.compress_size
             if end > zip_size:
-                raise _corrupt(zip_name, f"{e.name or 'an entry'} is cut off")
+                raise _corrupt(zip_name, msg("intake.damage.cut_off", entry=e.name or msg("intake.an_entry")))
             spans.append((e.info.header_offset, end, e.name))
         spans.sort()
         for (_, end, name), (start, _, _) in zip(spans, spans[1:]):
             if end > start:
-                raise UnsafeArchive(f"{zip_name} has overlapping entries ({name}): this looks like a zip "
-                                    "bomb and was not extracted")
+                raise UnsafeArchive(msg("intake.overlap", zip=zip_name, entry=name))
 
         # 3. Write, streaming, with running counters.
         budget = _Budget(limits)
@@ -447,7 +423,7 @@ def _extract_one(fh: BinaryIO, e: _ZipEntry, target: Path, budget: _Budget, zip_
         nonlocal remaining
         chunk = fh.read(min(CHUNK, remaining))
         if not chunk:
-            raise _corrupt(zip_name, f"{e.name} is cut off")
+            raise _corrupt(zip_name, msg("intake.damage.cut_off", entry=e.name))
         remaining -= len(chunk)
         return chunk
 
@@ -458,9 +434,8 @@ def _extract_one(fh: BinaryIO, e: _ZipEntry, target: Path, budget: _Budget, zip_
                 return
             written += len(data)
             if written > declared:
-                raise UnsafeArchive(
-                    f"{e.name} in {zip_name} declares {fmt_size(declared)} but unpacks to more: "
-                    "the archive lies about its sizes and was not extracted")
+                raise UnsafeArchive(msg("intake.size_lie", entry=e.name, zip=zip_name,
+                                        declared=_size(declared)))
             budget.spend(len(data), e.name, written)
             crc = zlib.crc32(data, crc)
             out.write(data)
@@ -482,15 +457,16 @@ def _extract_one(fh: BinaryIO, e: _ZipEntry, target: Path, budget: _Budget, zip_
                     if inflater.eof:
                         break
                     if not produced and not pending and remaining == 0:
-                        raise _corrupt(zip_name, f"{e.name} ends early")
+                        raise _corrupt(zip_name, msg("intake.damage.ends_early", entry=e.name))
                     if not produced and pending and len(pending) == before:
-                        raise _corrupt(zip_name, f"{e.name} does not decompress")
+                        raise _corrupt(zip_name, msg("intake.damage.no_inflate", entry=e.name))
             except zlib.error as exc:
-                raise _corrupt(zip_name, f"{e.name} does not decompress: {exc}") from exc
+                raise _corrupt(zip_name, msg("intake.damage.inflate_error", entry=e.name,
+                                             error=str(exc))) from exc
     if written != declared:
-        raise _corrupt(zip_name, f"{e.name} has {written} bytes instead of the {declared} it declares")
+        raise _corrupt(zip_name, msg("intake.damage.size", entry=e.name, written=written, declared=declared))
     if crc != info.CRC:
-        raise _corrupt(zip_name, f"{e.name} fails its checksum")
+        raise _corrupt(zip_name, msg("intake.damage.checksum", entry=e.name))
 
 
 # -------------------------------------------------------------------------------------- folder
@@ -501,7 +477,7 @@ def _copy_file(src: Path, target: Path, rel: str, budget: _Budget) -> None:
     try:
         fh = src.open("rb")
     except OSError as e:
-        raise SubmissionRejected(f"cannot read {rel}: {e.strerror or e}") from e
+        raise SubmissionRejected(msg("intake.cannot_read", path=rel, error=e.strerror or str(e))) from e
     with fh, target.open("xb") as out:
         while chunk := fh.read(CHUNK):
             written += len(chunk)
@@ -529,7 +505,8 @@ def copy_folder(src: Path, dest: Path, limits: IntakeLimits) -> list[str]:
             with os.scandir(folder) as it:
                 children = sorted(it, key=lambda d: d.name)
         except OSError as e:
-            raise SubmissionRejected(f"cannot read the folder {'/'.join(prefix) or src.name}: {e.strerror}") from e
+            raise SubmissionRejected(msg("intake.cannot_read_folder", path="/".join(prefix) or src.name,
+                                         error=e.strerror)) from e
         for child in children:
             parts = prefix + (nfc(child.name),)
             rel = "/".join(parts)
