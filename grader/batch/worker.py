@@ -18,7 +18,6 @@ started as a fresh interpreter; both behave the same to the batch.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import signal
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from grader.batch.preload import PreloadedChild, preload_enabled
+from grader.batch.preload import _PR_SET_PDEATHSIG, PreloadedChild, _prctl, preload_enabled  # one prctl binding
 from grader.pipeline import GradeOptions
 
 __all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "describe_failure", "STOP_GRACE_S",
@@ -39,11 +38,6 @@ __all__ = ["GradeProcess", "Outcome", "grade_argv", "wall_clock_limit_s", "descr
 STOP_GRACE_S = 10.0         # after SIGINT, how long `grade` gets to stop its sandbox before SIGKILL
 STDERR_TAIL_CHARS = 2000
 
-_PR_SET_PDEATHSIG = 1
-try:  # Resolved here, in the parent: the child (after fork) must not load libraries.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # pragma: no cover - not Linux
-    _prctl = None
 
 
 def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
