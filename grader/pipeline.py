@@ -142,7 +142,10 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
                   "assignment": info.id, "rubric_sha256": _file_sha256(rubrics_dir() / f"{info.id}.yaml"),
                   "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()
                               if k != "seed"}}
-        notebook = json.loads(submission.notebook.read_text(encoding="utf-8-sig"))
+        # intake validated (and, where harmless, repaired) the notebook: every stage reads that copy
+        notebook = getattr(submission, "notebook_data", None)
+        if notebook is None:
+            notebook = json.loads(submission.notebook.read_text(encoding="utf-8-sig"))
         nonce = secrets.token_hex(8)
         prepared: dict = {}
 
@@ -156,15 +159,20 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             material = prepare_probe(spec, staff, seed)
             prepared.update(staff=staff, material=material)
             return build_probe_source(material.calls, material.inputs, paths, device=options.device,
-                                      nonce=nonce, call_timeout_s=options.call_timeout_s)
+                                      nonce=nonce, call_timeout_s=options.call_timeout_s, artifacts=spec.artifacts)
 
         # The notebook's own SEED is not the probe's seed: that one stays secret from the notebook.
         parameters = {"SEED": 0, "DEVICE": options.device,
                       "DATA_DIR": str(options.data_dir) if options.data_dir else "data", "PROFILE": options.profile}
         # The notebook runs in a copy: what it writes while running (its smoke-profile artifacts)
-        # must not overwrite the deliverables the student submitted, which are what is judged.
+        # must not overwrite the deliverables the student submitted. The artifact folders are left
+        # out of the copy, so what the probe reads back from them is what this run wrote, and the
+        # judge can compare it with the submitted files (claims to verify, not facts).
         workdir = workspace / "work"
-        shutil.copytree(submission.root, workdir, symlinks=True)
+        artifact_folders = {d.name.rstrip("/").lower() for d in submission.deliverables if d.kind == "folder"}
+        shutil.copytree(submission.root, workdir, symlinks=True,
+                        ignore=lambda folder, names: [n for n in names if Path(folder) == submission.root
+                                                      and n.lower() in artifact_folders])
         job = SandboxJob(
             notebook=notebook, workdir=workdir, parameters=parameters,
             probe_source=prepare,
@@ -192,9 +200,10 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         context = CheckContext(
             notebook=notebook, submission_root=submission.root, deliverables=submission.deliverables,
             execution=execution, probe=probe, inputs=material.inputs, expected=material.expected,
-            function_cells=function_cells(notebook),
+            function_cells=function_cells(notebook), calls=material.calls,
         )
-        checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys, lang=lang)
+        checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys, lang=lang,
+                       requirements=get_spec(info.id).requirements)
         _draw_figures(checks, out_dir, lang)
         result.update(score(rubric, checks))
         result["checks"] = checks
@@ -220,8 +229,13 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         result.update(status="error", reason=str(exc))
         return _finish(result, out_dir, started)
     except Exception as exc:  # noqa: BLE001 - the grader's own bug: reported as an error result
-        result.update(status="error", reason=f"internal error: {type(exc).__name__}: {exc}")
-        result["traceback"] = traceback.format_exc()[-4000:]
+        # The student gets the kind of failure only; the details (a traceback with the grader's
+        # paths) go to the staff's record.json.
+        result.update(status="error", reason=f"internal error: {type(exc).__name__}")
+        if out_dir is not None:
+            _write_json(out_dir / "record.json", {"error": f"{type(exc).__name__}: {exc}",
+                                                   "traceback": traceback.format_exc()[-4000:],
+                                                   "source": str(Path(path).resolve())})
         return _finish(result, out_dir, started)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)

@@ -9,6 +9,7 @@ hidden checks and answer keys are reported as pending ("judged by the course gra
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -42,6 +43,8 @@ class AssignmentSpec:
     hidden_module: str | None = None    # e.g. "reference.hidden_checks.w6_self_attention" (staff only)
     public_seed: int = 20261128         # inputs of the stored expected outputs (student side)
     skip_lint_tags: tuple[str, ...] = field(default_factory=tuple)
+    requirements: list = field(default_factory=list)   # grader.judge.requirements (Forbidden, Growth)
+    artifacts: object | None = None     # grader.probe.ArtifactSpec: what the run's copy is read back from
 
     @property
     def expected_path(self) -> Path:
@@ -108,14 +111,64 @@ def _run_reference(reference: ModuleType, calls: list[ProbeCall], inputs: dict[s
 
     expected: dict[str, list[torch.Tensor | None]] = {}
     for call in calls:
+        if call.measure or call.kind == "object":
+            continue  # measured, or judged from what the judge computes itself: no expected outputs
         fn = getattr(reference, call.function)
         kwargs = dict(call.kwargs)
         kwargs.update({k: inputs[v].clone() for k, v in call.tensor_kwargs.items()})
+        if call.kind == "module":
+            expected.update(_run_reference_module(fn, call, inputs, kwargs))
+            continue
         with torch.no_grad():
             value = fn(*(inputs[n].clone() for n in call.args), **kwargs)
         values = list(value) if isinstance(value, (tuple, list)) else [value]
         expected[call.id] = [v.detach().cpu() if isinstance(v, torch.Tensor) else None for v in values]
     return expected
+
+
+def _run_reference_module(cls, call: ProbeCall, inputs: dict[str, torch.Tensor], kwargs: dict
+                          ) -> dict[str, list[torch.Tensor | None]]:
+    """The reference module, with the same parameters the probe loads into the student's, on the
+    same inputs: outputs under `id`, gradients under `id/grad/<arg N | param/name>` (one tensor
+    each) and the perturbed inputs' outputs under `id/p<j>`."""
+    import torch
+
+    module = cls(**call.init_kwargs)
+    module.train(call.train_mode)
+    own = dict(module.named_parameters())
+    own.update(dict(module.named_buffers()))
+    with torch.no_grad():
+        for name, input_name in (call.state or {}).items():
+            own[name].copy_(inputs[input_name])
+    args = [inputs[n].clone() for n in call.args]
+    if call.backward is not None:
+        for a in args:
+            if a.is_floating_point():
+                a.requires_grad_(True)
+    method = getattr(module, call.method) if call.method else module
+    with torch.set_grad_enabled(call.backward is not None):
+        value = method(*args, **kwargs)
+    values = list(value) if isinstance(value, (tuple, list)) else [value]
+    found = {call.id: [v.detach().cpu() if isinstance(v, torch.Tensor) else None for v in values]}
+    if call.backward is not None:
+        weights = call.backward.get("weights", {})
+        loss = sum((v * (inputs[weights[str(i)]] if str(i) in weights else 1.0)).sum()
+                   for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.requires_grad)
+        loss.backward()
+        for n, a in enumerate(args):
+            if a.grad is not None:
+                found[f"{call.id}/grad/arg{n}"] = [a.grad.detach().cpu()]
+        for name, p in module.named_parameters():
+            if p.grad is not None:
+                found[f"{call.id}/grad/param/{name}"] = [p.grad.detach().cpu()]
+    for j, variant in enumerate(call.perturb):
+        v_kwargs = dict(call.kwargs)
+        v_kwargs.update({k: inputs[v].clone() for k, v in variant.get("tensor_kwargs", {}).items()})
+        with torch.no_grad():
+            value = method(*(inputs[n].clone() for n in variant.get("args", ())), **v_kwargs)
+        values = list(value) if isinstance(value, (tuple, list)) else [value]
+        found[f"{call.id}/p{j}"] = [v.detach().cpu() if isinstance(v, torch.Tensor) else None for v in values]
+    return found
 
 
 @dataclass
@@ -136,7 +189,8 @@ def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int) -> ProbeMat
         calls = list(spec.calls)
         if staff.hidden is not None:
             inputs.update(staff.hidden.make_inputs(seed))
-            calls += staff.hidden.CALLS
+            # Hidden calls run last in the probe, silenced, and come back as a status only.
+            calls += [dataclasses.replace(c, hidden=True) for c in staff.hidden.CALLS]
             checks.update(staff.hidden.CHECKS)
         return ProbeMaterial(inputs, calls, checks, _run_reference(staff.reference, calls, inputs), "live")
     from safetensors.torch import load_file
@@ -148,9 +202,13 @@ def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int) -> ProbeMat
     if spec.expected_path.is_file():
         stored = load_file(str(spec.expected_path))
         expected = {}
-        for call in spec.calls:
-            count = sum(1 for key in stored if key.startswith(f"{call.id}/"))
-            expected[call.id] = [stored.get(f"{call.id}/{i}") for i in range(count)]
+        for key in stored:
+            call_id, _, index = key.rpartition("/")
+            if index.isdigit():
+                expected.setdefault(call_id, [])
+        for call_id in expected:
+            count = sum(1 for key in stored if key.rpartition("/")[0] == call_id and key.rpartition("/")[2].isdigit())
+            expected[call_id] = [stored.get(f"{call_id}/{i}") for i in range(count)]
     return ProbeMaterial(inputs, list(spec.calls), checks, expected, "stored")
 
 

@@ -8,26 +8,22 @@ exp() in half precision overflows.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from pathlib import Path
 
 import torch
 
 from grader.assignments import AssignmentSpec
 from grader.i18n import msg
-from grader.judge import CheckContext, CheckDef, Verdict, call_problem, output_check
-from grader.judge.quality import docstring_coverage, lint
-from grader.probe import ProbeCall
+from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, output_check
+from grader.judge.quality import quality_checks
+from grader.judge.requirements import Forbidden, Growth
+from grader.probe import ArtifactSpec, ProbeCall
 from grader.rubric.models import Tolerance
 
 B, H, T, D = 2, 3, 37, 16
 FP32 = Tolerance(atol=1e-4, rtol=1e-4)
 FP16 = Tolerance(atol=3e-2, rtol=3e-2)
 EXACT = Tolerance(atol=0.0, rtol=0.0)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_ARTIFACT_BYTES = 2 * 2**20
 
 
 def make_inputs(seed: int) -> dict[str, torch.Tensor]:
@@ -63,6 +59,7 @@ def make_inputs(seed: int) -> dict[str, torch.Tensor]:
         "pad_keys": pad_keys.view(1, 1, 1, T).expand(B, 1, 1, T).contiguous(),
         "causal_ref": torch.ones(T, T).tril().bool(),
         "additive_small": additive[:, :1].contiguous(),
+        **{f"m{t}_{name}": randn(1, 1, t, COST_D) for t in COST_SIZES for name in ("q", "k", "v")},
     }
 
 
@@ -98,7 +95,7 @@ def _both(first: CheckDef, second: CheckDef) -> CheckDef:
                 return verdict
         return verdict
 
-    return CheckDef(check, function=first.function, needs_reference=True)
+    return CheckDef(check, function=first.function, needs_reference=True, also=second.functions)
 
 
 _FP16_OUTPUT = output_check("sdpa_fp16", "scaled_dot_product_attention", {0: "output"}, default_tol=FP16)
@@ -125,158 +122,142 @@ def _attention(call_id: str, tol: Tolerance = FP32) -> CheckDef:
                         default_tol=tol, n_outputs=2)
 
 
-# --- experiments: the artifacts the student submitted -----------------------------------------
+# --- requirements: implemented, not borrowed; memory and work measured by the grader ------------
 
-def _deliverable(ctx: CheckContext, folder: str):
-    return next((d for d in ctx.deliverables if d.name.rstrip("/") == folder), None)
+FUNCTIONS = ("scaled_dot_product_attention", "causal_mask", "padding_mask", "combine_masks", "chunked_attention",
+             "flash_attention", "local_attention_mask", "sparse_attention", "linear_attention")
+COST_SIZES = (128, 256, 512)        # T of the measuring calls (B = H = 1, d = 16): each well under a second
+COST_D = 16
+COST_CHUNK = 32
 
-
-def _folder(ctx: CheckContext, folder: str) -> tuple[Path | None, Verdict | None]:
-    item = _deliverable(ctx, folder)
-    if item is None or not item.present:
-        if item is None:
-            return None, Verdict("fail", msg("w6.folder_missing", folder=folder))
-        return None, Verdict("fail", msg("w6.folder_problem", folder=folder, detail=item.detail))
-    for candidate in ctx.submission_root.iterdir():
-        if candidate.is_dir() and candidate.name.lower() == folder.lower():
-            return candidate, None
-    return None, Verdict("fail", msg("w6.folder_missing", folder=folder))
-
-
-def _pngs(folder: Path) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.suffix.lower() == ".png":
-            with open(path, "rb") as handle:
-                if handle.read(8) == PNG_SIGNATURE:
-                    found.append(path)
-    return found
+FUSED_ATTENTION_APIS = (
+    "torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward",
+    "torch.nn.MultiheadAttention", "torch.nn.attention", "torch.nn.Transformer", "torch.nn.TransformerEncoder",
+    "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer",
+    "torch._native_multi_head_attention", "torch.ops.aten.scaled_dot_product_attention",
+    "torch.ops.aten._scaled_dot_product_attention_math", "torch.ops.aten._scaled_dot_product_flash_attention",
+    "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
+    "torch.ops.aten._scaled_dot_product_efficient_attention", "torch.ops.aten._scaled_dot_product_cudnn_attention",
+    "torch.ops.aten._native_multi_head_attention", "flash_attn", "xformers",
+)
+FUSED_ATTENTION_OPS = ("aten::_scaled_dot_product_*", "aten::scaled_dot_product_attention",
+                       "aten::_native_multi_head_attention", "aten::_fused_sdp_choice",
+                       "torch:scaled_dot_product_attention", "torch:multi_head_attention_forward",
+                       "torch:_native_multi_head_attention")
 
 
-def _png_check(folder_name: str, what: str) -> CheckDef:
-    def check(ctx: CheckContext) -> Verdict:
-        folder, problem = _folder(ctx, folder_name)
-        if problem:
-            return problem
-        pngs = _pngs(folder)
-        if not pngs:
-            return Verdict("fail", msg("w6.no_png", folder=folder_name, what=msg(f"w6.what.{what}")))
-        return Verdict("pass", msg("w6.png_found", count=len(pngs), folder=folder_name))
-
-    return CheckDef(check)
+def _cost_calls(prefix: str, function: str, **kwargs) -> list[ProbeCall]:
+    return [ProbeCall(f"m_{prefix}_{t}", function, (f"m{t}_q", f"m{t}_k", f"m{t}_v"), kwargs=dict(kwargs), measure=True)
+            for t in COST_SIZES]
 
 
-REQUIRED_COLUMNS = ("method", "seq_len", "batch_size", "time_ms", "peak_mem_mb")
+def _growth(req_id: str, prefix: str, function: str, metric: str, bound: float | None, expected: str = "T^1") -> Growth:
+    return Growth(req_id, function, tuple((t, f"m_{prefix}_{t}") for t in COST_SIZES), metric, bound, expected)
 
 
-def _benchmark_rows(ctx: CheckContext) -> tuple[list[dict] | None, Verdict | None]:
-    folder, problem = _folder(ctx, "performance_benchmark")
+COST_CALLS = (_cost_calls("sdpa", "scaled_dot_product_attention")
+              + _cost_calls("chunked", "chunked_attention", chunk_size=COST_CHUNK)
+              + _cost_calls("flash", "flash_attention", causal=False, block_size=COST_CHUNK)
+              + _cost_calls("sparse", "sparse_attention", window=4)
+              + _cost_calls("linear", "linear_attention"))
+
+LINEAR = 1.35  # the bound of an O(T) cost; O(T^2) fits about 1.7-2.0 at these sizes
+REQUIREMENTS = [
+    Forbidden("own-implementation", FUNCTIONS, FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS, "req.what.fused_attention"),
+    _growth("memory-naive", "sdpa", "scaled_dot_product_attention", "memory", None, "T^2"),  # for the memory experiment
+    _growth("memory-chunked", "chunked", "chunked_attention", "memory", LINEAR),
+    _growth("memory-flash", "flash", "flash_attention", "memory", LINEAR),
+    _growth("memory-sparse", "sparse", "sparse_attention", "memory", LINEAR),
+    _growth("work-sparse", "sparse", "sparse_attention", "work", LINEAR),
+    _growth("work-linear", "linear", "linear_attention", "work", LINEAR),
+    _growth("memory-linear", "linear", "linear_attention", "memory", LINEAR),
+]
+
+
+# --- experiments: the submitted artifacts, checked against what the grader's run wrote -----------
+
+ARTIFACTS = ArtifactSpec(folders=("performance_benchmark", "masking_techniques"))
+BENCHMARK_COLUMNS = {"method": str, "seq_len": int, "batch_size": int, "time_ms": float, "peak_mem_mb": float}
+RESULTS = "performance_benchmark/results.csv"
+
+
+def _tables(ctx: CheckContext) -> tuple[list[dict] | None, list[dict] | None, Verdict | None]:
+    folder = artifacts.copies(ctx, "performance_benchmark")
+    if folder.submitted is None:
+        return None, None, Verdict("fail", msg("art.folder_missing", folder="performance_benchmark"))
+    mine, problem = artifacts.read_table(folder.submitted.get("results.csv"), BENCHMARK_COLUMNS, name=RESULTS)
     if problem:
-        return None, problem
-    path = folder / "results.csv"
-    if not path.is_file() or path.is_symlink():
-        return None, Verdict("fail", msg("w6.csv_missing"))
-    if path.stat().st_size > MAX_ARTIFACT_BYTES:
-        return None, Verdict("fail", msg("w6.csv_large"))
-    text = path.read_text(encoding="utf-8", errors="replace")
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        return None, Verdict("fail", msg("w6.csv_columns", missing=", ".join(missing),
-                                         needed=", ".join(REQUIRED_COLUMNS)))
-    rows = []
-    for number, row in enumerate(reader, start=2):
-        try:
-            rows.append({"method": row["method"].strip(), "seq_len": int(float(row["seq_len"])),
-                         "batch_size": int(float(row["batch_size"])), "time_ms": float(row["time_ms"]),
-                         "peak_mem_mb": float(row["peak_mem_mb"])})
-        except (TypeError, ValueError):
-            return None, Verdict("fail", msg("w6.csv_not_number", line=number))
-        if not all(math.isfinite(rows[-1][c]) and rows[-1][c] >= 0 for c in ("time_ms", "peak_mem_mb")):
-            return None, Verdict("fail", msg("w6.csv_negative", line=number))
-    return rows, None
+        return None, None, Verdict("fail", problem)
+    ours, problem = artifacts.read_table(folder.produced.get("results.csv"), BENCHMARK_COLUMNS, name=RESULTS)
+    if problem:
+        return mine, None, Verdict("fail", msg("art.run_did_not_write", name=RESULTS, detail=problem))
+    return mine, ours, None
 
 
 def _benchmark_results(ctx: CheckContext) -> Verdict:
-    rows, problem = _benchmark_rows(ctx)
+    mine, ours, problem = _tables(ctx)
     if problem:
         return problem
-    methods = {r["method"] for r in rows}
+    methods = {r["method"] for r in mine}
     if not {"naive", "chunked"} <= methods:
         return Verdict("fail", msg("w6.csv_methods", methods=", ".join(sorted(methods))))
-    seq_lens = {r["seq_len"] for r in rows}
-    batch_sizes = {r["batch_size"] for r in rows}
+    seq_lens = {r["seq_len"] for r in mine}
+    batch_sizes = {r["batch_size"] for r in mine}
     if len(seq_lens) < 3 or len(batch_sizes) < 2:
         return Verdict("fail", msg("w6.csv_coverage", seq_lens=len(seq_lens), batch_sizes=len(batch_sizes)))
-    return Verdict("pass", msg("w6.csv_ok", rows=len(rows), methods=len(methods), seq_lens=len(seq_lens),
+    # The rows must be the run's, and memory of the same order. Time is left out: it depends on
+    # the machine and its load (a laptop, a shared runner), so no factor would be fair both ways.
+    differs = artifacts.compare_tables(mine, ours, ("method", "seq_len", "batch_size"),
+                                       {"peak_mem_mb": 3.0}, name=RESULTS)
+    if differs:
+        return Verdict("fail", differs)
+    return Verdict("pass", msg("w6.csv_ok", rows=len(mine), methods=len(methods), seq_lens=len(seq_lens),
                                batch_sizes=len(batch_sizes)))
 
 
+def _growth_in(rows: list[dict], method: str) -> float | None:
+    mine = [r for r in rows if r["method"] == method]
+    if not mine:
+        return None
+    batch = max(r["batch_size"] for r in mine)
+    series = sorted((r["seq_len"], r["peak_mem_mb"]) for r in mine if r["batch_size"] == batch)
+    if len(series) < 2 or series[0][1] <= 0:
+        return None
+    (t0, m0), (t1, m1) = series[0], series[-1]
+    return math.log(m1 / m0) / math.log(t1 / t0) if m1 > 0 and t1 > t0 else None
+
+
 def _memory_scaling(ctx: CheckContext) -> Verdict:
-    rows, problem = _benchmark_rows(ctx)
+    mine, ours, problem = _tables(ctx)
     if problem:
         return problem
-
-    def growth(method: str) -> float | None:
-        mine = [r for r in rows if r["method"] == method]
-        if not mine:
-            return None
-        batch = max(r["batch_size"] for r in mine)
-        series = sorted((r["seq_len"], r["peak_mem_mb"]) for r in mine if r["batch_size"] == batch)
-        if len(series) < 2 or series[0][1] <= 0:
-            return None
-        (t0, m0), (t1, m1) = series[0], series[-1]
-        return math.log(m1 / m0) / math.log(t1 / t0) if m1 > 0 and t1 > t0 else None
-
-    naive, chunked = growth("naive"), growth("chunked")
+    naive, chunked = _growth_in(mine, "naive"), _growth_in(mine, "chunked")
     if naive is None or chunked is None:
         return Verdict("fail", msg("w6.mem_need"))
     if not chunked < naive:
         return Verdict("fail", msg("w6.mem_not_slower", naive=f"{naive:.2f}", chunked=f"{chunked:.2f}"))
-    return Verdict("pass", msg("w6.mem_ok", naive=f"{naive:.2f}", chunked=f"{chunked:.2f}"))
+    # The grader's own measurement of the same two functions: a table that contradicts it is a claim
+    # the code does not back.
+    measured = {}
+    for req_id, function in (("memory-naive", "scaled_dot_product_attention"), ("memory-chunked", "chunked_attention")):
+        outcome = ctx.requirements.get((req_id, function))
+        measured[function] = outcome.measured.get("exponent") if outcome is not None else None
+    ours_naive, ours_chunked = measured["scaled_dot_product_attention"], measured["chunked_attention"]
+    if ours_naive is None or ours_chunked is None:
+        return Verdict("fail", msg("w6.mem_unmeasured"))
+    if not ours_chunked < ours_naive - 0.3 or abs(chunked - ours_chunked) > 0.6 or abs(naive - ours_naive) > 0.6:
+        return Verdict("fail", msg("w6.mem_contradicts", naive=f"{naive:.2f}", chunked=f"{chunked:.2f}",
+                                   ours_naive=f"{ours_naive:.2f}", ours_chunked=f"{ours_chunked:.2f}"))
+    return Verdict("pass", msg("w6.mem_ok_measured", naive=f"{naive:.2f}", chunked=f"{chunked:.2f}",
+                               ours_naive=f"{ours_naive:.2f}", ours_chunked=f"{ours_chunked:.2f}"))
 
 
-# --- code quality -----------------------------------------------------------------------------
+def _plots(folder: str, what: str) -> CheckDef:
+    def check(ctx: CheckContext) -> Verdict:
+        ok, message, figure = artifacts.compare_plots(artifacts.copies(ctx, folder), what=msg(f"w6.what.{what}"))
+        return Verdict("pass" if ok else "fail", message, figure=figure)
 
-def _anything_implemented(ctx: CheckContext) -> bool:
-    return any(o.status == "ok" for o in ctx.probe.calls.values())
-
-
-def _runs_clean(ctx: CheckContext) -> Verdict:
-    execution = ctx.execution
-    if execution is None:
-        return Verdict("error", msg("cq.not_run"))
-    own = [p for p in execution.problems if not p.in_probe]
-    if own:
-        first = own[0]
-        where = msg("cq.in_cell", cell=first.cell) if first.cell else msg("cq.in_notebook")
-        return Verdict("fail", msg("cq.not_clean", where=where, problem=first.message), cell=first.cell)
-    if not _anything_implemented(ctx):
-        return Verdict("fail", msg("cq.nothing"))
-    return Verdict("pass", msg("cq.clean"))
-
-
-def _lint(ctx: CheckContext) -> Verdict:
-    if not _anything_implemented(ctx):
-        return Verdict("fail", msg("cq.nothing"))
-    findings = lint(ctx.notebook)
-    if not findings:
-        return Verdict("pass", msg("cq.lint_clean"))
-    fraction = max(0.0, 1.0 - len(findings) / 5)
-    shown = "; ".join(findings[:5]) + (f"; … +{len(findings) - 5}" if len(findings) > 5 else "")
-    return Verdict("pass" if fraction > 0 else "fail", msg("cq.lint_findings", count=len(findings), shown=shown),
-                   fraction=fraction)
-
-
-def _docstrings(ctx: CheckContext) -> Verdict:
-    documented, total, missing = docstring_coverage(ctx.notebook)
-    if total == 0 or not _anything_implemented(ctx):
-        return Verdict("fail", msg("cq.no_functions"))
-    share = documented / total
-    if share >= 0.9:
-        return Verdict("pass", msg("cq.doc_ok", documented=documented, total=total))
-    message = msg("cq.doc_missing", documented=documented, total=total, names=", ".join(missing[:8]))
-    return Verdict("pass" if share >= 0.5 else "fail", message, fraction=share)
+    return CheckDef(check)
 
 
 CHECKS: dict[str, CheckDef] = {
@@ -301,18 +282,18 @@ CHECKS: dict[str, CheckDef] = {
     "bonus-linear": output_check("linear", "linear_attention", {0: "output"}, default_tol=FP32),
     "benchmark-results": CheckDef(_benchmark_results),
     "memory-scaling": CheckDef(_memory_scaling),
-    "benchmark-plot": _png_check("performance_benchmark", "benchmark_plot"),
-    "masking-figures": _png_check("masking_techniques", "mask_images"),
-    "runs-clean": CheckDef(_runs_clean),
-    "lint": CheckDef(_lint),
-    "docstrings": CheckDef(_docstrings),
+    "benchmark-plot": _plots("performance_benchmark", "benchmark_plot"),
+    "masking-figures": _plots("masking_techniques", "mask_images"),
+    **quality_checks(FUNCTIONS),
 }
 
 SPEC = AssignmentSpec(
     id="w6-self-attention",
     make_inputs=make_inputs,
-    calls=CALLS,
+    calls=CALLS + COST_CALLS,
     checks=CHECKS,
+    requirements=REQUIREMENTS,
+    artifacts=ARTIFACTS,
     reference_module="reference.self_attention",
     hidden_module="reference.hidden_checks.w6_self_attention",
 )

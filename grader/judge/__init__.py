@@ -43,9 +43,16 @@ class CheckContext:
     expected: dict[str, list[torch.Tensor | None]] | None  # per call id; None: no reference here
     tolerance: Tolerance | None = None
     function_cells: dict[str, int] = field(default_factory=dict)  # function name -> cell number
+    calls: list = field(default_factory=list)                     # the probe's plan (ProbeCall list)
+    requirements: dict = field(default_factory=dict)              # (requirement id, function) -> Outcome
+    measured: dict = field(default_factory=dict)                  # id -> figures, for checks to quote
 
     def call(self, call_id: str) -> CallOutcome:
         return self.probe.calls.get(call_id, CallOutcome("not_run"))
+
+    def calls_of(self, function: str) -> list[CallOutcome]:
+        """Outcomes of every probe call of `function` (public, measuring and hidden)."""
+        return [self.call(c.id) for c in self.calls if c.function == function]
 
 
 CheckFn = Callable[[CheckContext], Verdict]
@@ -56,6 +63,12 @@ class CheckDef:
     fn: CheckFn
     function: str | None = None        # the student function this check exercises (for the cell)
     needs_reference: bool = False      # needs expected values (live reference or stored)
+    also: tuple[str, ...] = ()         # other functions it exercises (their requirements gate it too)
+    proportional: bool = False         # code quality: scaled by the share of the implementation that works
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return ((self.function,) if self.function else ()) + self.also
 
 
 # --- messages for calls that did not produce outputs ------------------------------------------
@@ -174,6 +187,12 @@ def output_check(call_id: str, function: str, outputs: dict[int, str], *, defaul
 
 # --- the judge's entry point ------------------------------------------------------------------
 
+def _quote(value) -> str:
+    """A student's value, quoted short: messages never carry long student-controlled text."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _theory_answer(item: QuestionItem, answers: dict | None, keys: dict | None) -> Verdict:
     key = item.question.key
     if answers is None:
@@ -187,15 +206,15 @@ def _theory_answer(item: QuestionItem, answers: dict | None, keys: dict | None) 
         try:
             value = float(given)
         except (TypeError, ValueError):
-            return Verdict("fail", msg("answer.not_number", key=key, given=repr(given)))
+            return Verdict("fail", msg("answer.not_number", key=key, given=_quote(given)))
         if not math.isfinite(value) or abs(value - float(correct)) > item.question.tolerance:
-            return Verdict("fail", msg("answer.wrong", key=key, given=repr(given)))
+            return Verdict("fail", msg("answer.wrong", key=key, given=_quote(given)))
         return Verdict("pass", msg("answer.correct"))
     choice = str(given).strip().lower().rstrip(")").lstrip("(")
     if choice not in [o.lower() for o in item.question.options]:
-        return Verdict("fail", msg("answer.choose", key=key, given=repr(given), options=", ".join(item.question.options)))
+        return Verdict("fail", msg("answer.choose", key=key, given=_quote(given), options=", ".join(item.question.options)))
     if choice != str(correct).lower():
-        return Verdict("fail", msg("answer.wrong", key=key, given=repr(given)))
+        return Verdict("fail", msg("answer.wrong", key=key, given=_quote(given)))
     return Verdict("pass", msg("answer.correct"))
 
 
@@ -211,13 +230,19 @@ def tagged_answer(notebook: dict, tag: str) -> str | None:
 
 
 def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
-          answer_keys: dict | None, lang: str = "en") -> list[dict]:
+          answer_keys: dict | None, lang: str = "en", requirements: list | None = None) -> list[dict]:
     """One result.json check entry per rubric item, in rubric order, with messages, titles and
-    hints in `lang`."""
+    hints in `lang`. `requirements` (the spec's) gate the checks of the functions they cover."""
+    from grader.judge import requirements as req
+
+    if requirements:
+        ctx.requirements = req.evaluate(requirements, ctx)
     results = []
+    proportional: list[int] = []
     for item in rubric.items:
         cell = None
         answer = None
+        measured = None
         if isinstance(item, CheckItem):
             definition = checks.get(item.check)
             if definition is None:
@@ -230,6 +255,10 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
                 except Exception as exc:  # noqa: BLE001 - a broken check must not sink the others
                     verdict = Verdict("error", msg("check.crashed", error=f"{type(exc).__name__}: {exc}"))
                 ctx.tolerance = None
+                if definition.functions and ctx.requirements:
+                    verdict, measured = req.gate(verdict, definition.functions, ctx.requirements)
+                if definition.proportional:
+                    proportional.append(len(results))
                 if definition.function:
                     cell = ctx.function_cells.get(definition.function)
         elif isinstance(item, QuestionItem):
@@ -256,10 +285,51 @@ def judge(rubric: Rubric, checks: dict[str, CheckDef], ctx: CheckContext, *,
             "hint": "" if hidden or verdict.status == "pass" else render(item.hint, lang),
             "cell": None if hidden else (verdict.cell or cell),
             "answer": answer,
+            # What the grader measured to judge how the work was done (requirements); never for hidden checks.
+            "measured": None if hidden or not measured else measured,
             # The rubric's guidance is for TAs (`grade review` reads it from the rubric): a
             # result.json goes to the student, so it never carries it.
             "guidance": None,
             # drawn by the pipeline (it knows where the report goes); never for hidden checks
             "_figure": None if hidden or verdict.status == "pass" else verdict.figure,
         })
+    _scale_by_implementation(rubric, results, proportional, lang)
     return results
+
+
+def implementation_share(rubric: Rubric, results: list[dict]) -> tuple[float, float]:
+    """(earned, possible) automatic implementation points, bonus left out. Items still pending
+    (hidden checks without the staff's files, a requirement for a TA) are left out of both."""
+    by_id = {r["id"]: r for r in results}
+    earned = possible = 0.0
+    for item in rubric.items:
+        entry = by_id.get(item.id)
+        if entry is None or item.criterion != "implementation" or item.bonus or isinstance(item, ManualItem):
+            continue
+        if entry["status"] == "pending":
+            continue
+        earned += entry["score"]
+        possible += entry["max_score"]
+    return earned, possible
+
+
+def _scale_by_implementation(rubric: Rubric, results: list[dict], indices: list[int], lang: str) -> None:
+    """Code quality in proportion to the work: lint, docstrings and a clean run are worth as much
+    as the share of the implementation that really works (a notebook that implements one function
+    of twelve cannot get full code-quality points)."""
+    if not indices:
+        return
+    earned, possible = implementation_share(rubric, results)
+    share = earned / possible if possible > 0 else 0.0
+    if share >= 1.0 - 1e-9:
+        return
+    note = render(msg("cq.scaled", earned=f"{earned:g}", possible=f"{possible:g}", percent=round(100 * share)), lang)
+    for index in indices:
+        entry = results[index]
+        if entry["status"] != "pass":
+            continue
+        entry["score"] = round(entry["score"] * share, 4)
+        entry["message"] = (entry["message"] + " " + note).strip()
+        if entry["score"] == 0:
+            entry["status"] = "fail"
+            entry["hint"] = render(msg("cq.implement_first"), lang)

@@ -71,9 +71,9 @@ def _is_stub(node: ast.FunctionDef) -> bool:
     return len(body) == 1 and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0])
 
 
-def docstring_coverage(notebook: dict) -> tuple[int, int, list[str]]:
+def docstring_coverage(notebook: dict, only: set[str] | None = None) -> tuple[int, int, list[str]]:
     """(documented, total, undocumented names) over the functions and classes the student wrote
-    (stubs still raising NotImplementedError are not counted)."""
+    (stubs still raising NotImplementedError are not counted); with `only`, over those names."""
     code, _ = notebook_code(notebook)
     try:
         tree = ast.parse(code)
@@ -84,7 +84,7 @@ def docstring_coverage(notebook: dict) -> tuple[int, int, list[str]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(node):
                 continue
-            if node.name.startswith("_"):
+            if node.name.startswith("_") or (only is not None and node.name not in only):
                 continue
             total += 1
             if ast.get_docstring(node):
@@ -105,3 +105,59 @@ def function_cells(notebook: dict) -> dict[str, int]:
         for match in re.finditer(r"^def\s+([A-Za-z_]\w*)\s*\(", source, flags=re.M):
             found[match.group(1)] = position
     return found
+
+
+# --- the code-quality checks every assignment uses -------------------------------------------
+# Each is `proportional`: the judge scales its points by the share of the implementation that
+# really works, so that quality is measured on work that is there.
+
+def _checks():
+    from grader.i18n import msg
+    from grader.judge import CheckDef, Verdict
+
+    def runs_clean(ctx) -> Verdict:
+        execution = ctx.execution
+        if execution is None:
+            return Verdict("error", msg("cq.not_run"))
+        own = [p for p in execution.problems if not p.in_probe]
+        if own:
+            first = own[0]
+            where = msg("cq.in_cell", cell=first.cell) if first.cell else msg("cq.in_notebook")
+            return Verdict("fail", msg("cq.not_clean", where=where, problem=first.message), cell=first.cell)
+        if not any(o.status == "ok" for o in ctx.probe.calls.values()):
+            return Verdict("fail", msg("cq.nothing"))
+        return Verdict("pass", msg("cq.clean"))
+
+    def lint_check(ctx) -> Verdict:
+        if not any(o.status == "ok" for o in ctx.probe.calls.values()):
+            return Verdict("fail", msg("cq.nothing"))
+        findings = lint(ctx.notebook)
+        if not findings:
+            return Verdict("pass", msg("cq.lint_clean"))
+        fraction = max(0.0, 1.0 - len(findings) / 5)
+        shown = "; ".join(findings[:5]) + (f"; … +{len(findings) - 5}" if len(findings) > 5 else "")
+        return Verdict("pass" if fraction > 0 else "fail", msg("cq.lint_findings", count=len(findings), shown=shown),
+                       fraction=fraction)
+
+    def docstrings_of(functions: tuple[str, ...]):
+        def check(ctx) -> Verdict:
+            documented, total, missing = docstring_coverage(ctx.notebook, only=set(functions) if functions else None)
+            if total == 0 or not any(o.status == "ok" for o in ctx.probe.calls.values()):
+                return Verdict("fail", msg("cq.no_functions"))
+            share = documented / total
+            if share >= 0.9:
+                return Verdict("pass", msg("cq.doc_ok", documented=documented, total=total))
+            message = msg("cq.doc_missing", documented=documented, total=total, names=", ".join(missing[:8]))
+            return Verdict("pass" if share >= 0.5 else "fail", message, fraction=share)
+        return check
+
+    return CheckDef, runs_clean, lint_check, docstrings_of
+
+
+def quality_checks(functions: tuple[str, ...]) -> dict:
+    """{"runs-clean", "lint", "docstrings"}: the checks of the code-quality criterion, the
+    docstrings counted over the functions and classes the assignment asks for."""
+    CheckDef, runs_clean, lint_check, docstrings_of = _checks()
+    return {"runs-clean": CheckDef(runs_clean, proportional=True),
+            "lint": CheckDef(lint_check, proportional=True),
+            "docstrings": CheckDef(docstrings_of(functions), proportional=True)}
