@@ -156,14 +156,20 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
 
             spec = get_spec(info.id)
             staff = load_staff(spec)
-            material = prepare_probe(spec, staff, seed)
+            material = prepare_probe(spec, staff, seed, data_dir=data_dir)
             prepared.update(staff=staff, material=material)
             return build_probe_source(material.calls, material.inputs, paths, device=options.device,
                                       nonce=nonce, call_timeout_s=options.call_timeout_s, artifacts=spec.artifacts)
 
+        # DATA_DIR: the course's mounted data (full), or small data in the same layout (smoke).
+        data_dir = options.data_dir
+        if info.datasets:
+            from grader.data import prepare_data_dir
+
+            data_dir = prepare_data_dir(info.datasets, options.profile, options.data_dir, workspace)
         # The notebook's own SEED is not the probe's seed: that one stays secret from the notebook.
         parameters = {"SEED": 0, "DEVICE": options.device,
-                      "DATA_DIR": str(options.data_dir) if options.data_dir else "data", "PROFILE": options.profile}
+                      "DATA_DIR": str(data_dir) if data_dir else "data", "PROFILE": options.profile}
         # The notebook runs in a copy: what it writes while running (its smoke-profile artifacts)
         # must not overwrite the deliverables the student submitted. The artifact folders are left
         # out of the copy, so what the probe reads back from them is what this run wrote, and the
@@ -177,7 +183,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             notebook=notebook, workdir=workdir, parameters=parameters,
             probe_source=prepare,
             cell_timeout_s=options.cell_timeout_s, timeout_s=options.timeout_s, memory_mb=options.memory_mb,
-            data_dir=options.data_dir, gpus=options.gpus,
+            data_dir=data_dir, gpus=options.gpus,
         )
         say(f"running {submission.notebook.name} ({options.profile} profile)")
         execution = run_notebook(job, options.sandbox)
@@ -194,7 +200,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         if "material" not in prepared:  # the run ended before it asked for the probe
             spec = get_spec(info.id)
             prepared["staff"] = load_staff(spec)
-            prepared["material"] = prepare_probe(spec, prepared["staff"], seed)
+            prepared["material"] = prepare_probe(spec, prepared["staff"], seed, data_dir=data_dir)
         material, staff = prepared["material"], prepared["staff"]
         probe = read_probe(execution.probe_payloads if execution.probe_ran else None, material.calls, nonce)
         context = CheckContext(

@@ -60,6 +60,24 @@ def _code(cell) -> str:
                      for line in source.splitlines())
 
 
+def run_probe(namespace: dict, calls: list, inputs: dict, *, artifacts=None, device: str = "cpu"):
+    """Run the real probe cell in `namespace` (where the notebook's code already ran) on `calls`
+    and `inputs`; return the decoded ProbeReport."""
+    import IPython
+
+    shell = _Shell()
+    nonce = secrets.token_hex(8)
+    source = build_probe_source(calls, inputs, SandboxPaths(os.getcwd(), None), device=device, nonce=nonce,
+                                call_timeout_s=60, artifacts=artifacts)
+    original = IPython.get_ipython
+    IPython.get_ipython = lambda: shell  # only the probe publishes through it
+    try:
+        exec(compile(source, "<probe>", "exec"), namespace)  # noqa: S102 - our own test code
+    finally:
+        IPython.get_ipython = original
+    return read_probe(shell.display_pub.payloads, calls, nonce)
+
+
 def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, seed: int = 1234,
                      skip_tags: tuple[str, ...] = (), lang: str = "en", parameters: dict | None = None) -> dict:
     """Run the notebook's code cells and the probe in this process; return result-like data:
@@ -69,8 +87,6 @@ def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, see
     folders (as the pipeline does), so the experiment checks compare what this run wrote with
     the submitted files. Cells tagged with one of `skip_tags` are not run (e.g. "experiment", for
     tests that judge only the implementation)."""
-    import IPython
-
     notebook_path = Path(notebook_path)
     spec = get_spec(assignment)
     staff = load_staff(spec)
@@ -84,8 +100,6 @@ def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, see
     namespace: dict = {"__name__": "__main__"}
     namespace.update({"SEED": 0, "DEVICE": "cpu", "DATA_DIR": "data", "PROFILE": "smoke", **(parameters or {})})
     problems: list[CellProblem] = []
-    shell = _Shell()
-    original = IPython.get_ipython
     with _chdir(workdir):
         for position, cell in enumerate(notebook.cells, start=1):
             tags = cell.metadata.get("tags", [])
@@ -95,18 +109,10 @@ def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, see
                 exec(compile(_code(cell), f"<cell {position}>", "exec"), namespace)  # noqa: S102 - our own test notebooks
             except Exception as exc:  # noqa: BLE001 - a failing cell is a problem of the run, as in the sandbox
                 problems.append(CellProblem("cell_error", position, f"{type(exc).__name__}: {exc}"[:200]))
-        nonce = secrets.token_hex(8)
-        source = build_probe_source(material.calls, material.inputs, SandboxPaths(str(workdir), None),
-                                    device="cpu", nonce=nonce, call_timeout_s=60, artifacts=spec.artifacts)
-        IPython.get_ipython = lambda: shell  # only the probe publishes through it
-        try:
-            exec(compile(source, "<probe>", "exec"), namespace)  # noqa: S102
-        finally:
-            IPython.get_ipython = original
+        probe = run_probe(namespace, material.calls, material.inputs, artifacts=spec.artifacts)
     execution = ExecutionResult(status="completed" if not problems else "cell_error", problems=problems,
-                                notebook=None, probe_ran=True, probe_payloads=shell.display_pub.payloads,
+                                notebook=None, probe_ran=True, probe_payloads=[],
                                 duration_s=0.0, backend="in-process", isolation="none", network=True)
-    probe = read_probe(execution.probe_payloads, material.calls, nonce)
     assert probe.ran, probe.problem
     plain = json.loads(nbformat.writes(notebook))
     context = CheckContext(notebook=plain, submission_root=submission_root, deliverables=[], execution=execution,

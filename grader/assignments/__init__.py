@@ -182,13 +182,23 @@ class ProbeMaterial:
     mode: str          # "live" (reference code, secret seed) or "stored" (public seed, stored outputs)
 
 
-def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int) -> ProbeMaterial:
+def _inputs(make: Callable, seed: int, data_dir: Path | None) -> dict:
+    """`make(seed)`, or `make(seed, data_dir=...)` for assignments whose held-out inputs come from
+    the data (the test split of DATA_DIR, which the judge reads in its own process)."""
+    import inspect
+
+    if "data_dir" in inspect.signature(make).parameters:
+        return make(seed, data_dir=data_dir)
+    return make(seed)
+
+
+def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int, *, data_dir: Path | None = None) -> ProbeMaterial:
     checks = dict(spec.checks)
     if staff.reference is not None:
-        inputs = spec.make_inputs(seed)
+        inputs = _inputs(spec.make_inputs, seed, data_dir)
         calls = list(spec.calls)
         if staff.hidden is not None:
-            inputs.update(staff.hidden.make_inputs(seed))
+            inputs.update(_inputs(staff.hidden.make_inputs, seed, data_dir))
             # Hidden calls run last in the probe, silenced, and come back as a status only.
             calls += [dataclasses.replace(c, hidden=True) for c in staff.hidden.CALLS]
             checks.update(staff.hidden.CHECKS)
@@ -197,7 +207,7 @@ def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int) -> ProbeMat
 
     # No reference here (a student's installation): the public calls, on the public seed's inputs,
     # against the expected outputs stored when the staff built the engine.
-    inputs = spec.make_inputs(spec.public_seed)
+    inputs = _inputs(spec.make_inputs, spec.public_seed, data_dir)
     expected = None
     if spec.expected_path.is_file():
         stored = load_file(str(spec.expected_path))
@@ -218,7 +228,7 @@ def write_expected(spec: AssignmentSpec, staff: StaffSide, path: Path | None = N
         raise UsageError("the reference code is not available here: run this from the staff repository")
     from safetensors.torch import save_file
 
-    inputs = spec.make_inputs(spec.public_seed)
+    inputs = _inputs(spec.make_inputs, spec.public_seed, None)
     expected = _run_reference(staff.reference, spec.calls, inputs)
     flat = {f"{cid}/{i}": t.contiguous() for cid, values in expected.items() for i, t in enumerate(values)
             if t is not None}

@@ -18,17 +18,18 @@ class AssignmentInfo:
     points: int
     notebook: str | None
     artifact_dirs: tuple[str, ...]
+    datasets: tuple[str, ...] = ()   # grader.data.DATASETS the notebook reads from DATA_DIR
 
 
 CATALOG: dict[str, AssignmentInfo] = {
     info.id: info
     for info in (
         AssignmentInfo("w5-resnet", 5, "CNN deep dive: ResNet", 25,
-                       "resnet_implementation.ipynb", ("feature_visualization", "performance_analysis")),
+                       "resnet_implementation.ipynb", ("feature_visualization", "performance_analysis"), ("cifar10",)),
         AssignmentInfo("w5-lstm", 5, "RNN/LSTM deep dive", 25,
-                       "lstm_implementation.ipynb", ("gate_analysis", "time_series_forecasting")),
+                       "lstm_implementation.ipynb", ("gate_analysis", "time_series_forecasting"), ("series",)),
         AssignmentInfo("w5-attention", 5, "Attention mechanisms", 20,
-                       "attention_mechanisms.ipynb", ("attention_visualization", "seq2seq_model")),
+                       "attention_mechanisms.ipynb", ("attention_visualization", "seq2seq_model"), ("seq2seq",)),
         AssignmentInfo("w6-self-attention", 6, "Optimised self-attention", 30,
                        "self_attention_optimized.ipynb", ("performance_benchmark", "masking_techniques")),
         AssignmentInfo("w6-multihead", 6, "Multi-head attention analysis", 30,
@@ -36,7 +37,7 @@ CATALOG: dict[str, AssignmentInfo] = {
         AssignmentInfo("w7-positional", 7, "Positional encodings compared", 25,
                        "positional_encoding_comparison.ipynb", ("encoding_analysis", "length_generalization")),
         AssignmentInfo("w7-transformer", 7, "Encoder-decoder transformer", 25,
-                       "transformer_enc_dec.ipynb", ("translation_model", "decoding_strategies")),
+                       "transformer_enc_dec.ipynb", ("translation_model", "decoding_strategies"), ("multi30k",)),
         AssignmentInfo("w8-midterm", 8, "Midterm: a transformer from scratch", 100, None, ()),
     )
 }
