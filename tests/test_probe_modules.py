@@ -139,3 +139,23 @@ def test_the_module_probe_runs_in_the_real_sandbox(tmp_path):
     assert report.ran, report.problem
     assert report.calls["mlp"].status == "ok" and len(report.calls["mlp"].grads) == 5
     assert report.calls["wrong"].status == "state" and report.calls["trained"].status == "ok"
+
+
+def test_module_check_compares_outputs_gradients_and_variants_and_names_loading_problems(report):
+    from grader.judge import CheckContext, module_check
+    from grader.rubric.models import Tolerance
+
+    inputs = _inputs()
+    expected = _run_reference_module(ReferenceMLP, CALLS[0], inputs, {})
+    expected["wrong"] = [None]  # never reached: loading fails first
+    ctx = CheckContext(notebook={}, submission_root=None, deliverables=[], execution=None, probe=report,
+                       inputs=inputs, expected=expected)
+    tol = Tolerance(atol=1e-5, rtol=1e-5)
+    good = module_check("mlp", "MLP", {0: "output"}, default_tol=tol, grads=True, variants=True).fn(ctx)
+    assert good.status == "pass", good.message
+    bad = module_check("wrong", "WrongMLP", {0: "output"}, default_tol=tol).fn(ctx)
+    assert bad.status == "fail" and "expected shape (8, 4), yours (4, 8)" in str(bad.message.params["problems"])
+    # a wrong gradient is caught: the reference's gradient of fc2.bias, changed
+    expected["mlp/grad/param/fc2.bias"] = [expected["mlp/grad/param/fc2.bias"][0] + 0.5]
+    wrong_grad = module_check("mlp", "MLP", {0: "output"}, default_tol=tol, grads=True).fn(ctx)
+    assert wrong_grad.status == "fail" and "fc2.bias" in str(wrong_grad.message.params["what"].params["name"])

@@ -185,6 +185,58 @@ def output_check(call_id: str, function: str, outputs: dict[int, str], *, defaul
     return CheckDef(check, function=function, needs_reference=True)
 
 
+def module_check(call_id: str, class_name: str, outputs: dict[int, str], *, default_tol: Tolerance,
+                 grads: bool = False, variants: bool = False) -> CheckDef:
+    """A check of a module call (ProbeCall kind "module"): the outputs `{index: name}`, and with
+    `grads` the gradients with respect to the inputs and every parameter, and with `variants` the
+    outputs on the perturbed inputs, each compared with the reference module run with the same
+    parameters on the same inputs. Parameter-loading problems are reported as they are
+    ("parameter fc1.weight: expected shape (8, 4), yours (4, 8)")."""
+
+    def what(name: str) -> Message:
+        return msg("compare.what", name=msg(f"name.{name}"), function=class_name)
+
+    def check(ctx: CheckContext) -> Verdict:
+        outcome = ctx.call(call_id)
+        if outcome.status == "state":
+            return Verdict("fail", msg("check.module_state", function=class_name,
+                                       problems="; ".join(outcome.problems[:4]) or outcome.message))
+        problem = call_problem(outcome, class_name, ctx.probe)
+        if problem:
+            return problem
+        if ctx.expected is None or call_id not in ctx.expected:
+            return Verdict("pending", msg("check.pending_no_reference"))
+        tol = ctx.tolerance or default_tol
+        for index, name in outputs.items():
+            actual = outcome.outputs[index] if index < len(outcome.outputs) else None
+            if actual is None and index < len(outcome.types):
+                return Verdict("fail", msg("check.not_a_tensor", what=what(name), type=outcome.types[index]))
+            message = compare_tensors(actual, ctx.expected[call_id][index], tol, what(name))
+            if message:
+                return Verdict("fail", message, figure=_figure(actual, ctx.expected[call_id][index]))
+        if grads:
+            wanted = sorted(key[len(call_id) + 6:] for key in ctx.expected if key.startswith(f"{call_id}/grad/"))
+            for name in wanted:
+                expected = ctx.expected[f"{call_id}/grad/{name}"][0]
+                label = msg("compare.grad_of", name=name.replace("param/", ""), function=class_name)
+                message = compare_tensors(outcome.grads.get(name), expected, tol, label)
+                if message:
+                    return Verdict("fail", message)
+        if variants:
+            for j, values in enumerate(outcome.variants):
+                for index, name in outputs.items():
+                    expected = ctx.expected.get(f"{call_id}/p{j}", [None])[index]
+                    if expected is None:
+                        continue
+                    actual = values[index] if index < len(values) else None
+                    message = compare_tensors(actual, expected, tol, what(name))
+                    if message:
+                        return Verdict("fail", message)
+        return Verdict("pass", msg("check.matches", function=class_name))
+
+    return CheckDef(check, function=class_name, needs_reference=True)
+
+
 # --- the judge's entry point ------------------------------------------------------------------
 
 def _quote(value) -> str:
