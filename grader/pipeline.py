@@ -207,6 +207,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             notebook=notebook, submission_root=submission.root, deliverables=submission.deliverables,
             execution=execution, probe=probe, inputs=material.inputs, expected=material.expected,
             function_cells=function_cells(notebook), calls=material.calls,
+            profile=options.profile, data_dir=data_dir,
         )
         checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys, lang=lang,
                        requirements=get_spec(info.id).requirements)

@@ -22,6 +22,8 @@ from pathlib import Path
 import nbformat
 
 from grader.assignments import get_spec, load_staff, prepare_probe
+from grader.assignments.catalog import CATALOG
+from grader.data import prepare_data_dir
 from grader.judge import CheckContext, judge
 from grader.judge.quality import function_cells
 from grader.pipeline import rubrics_dir
@@ -79,7 +81,8 @@ def run_probe(namespace: dict, calls: list, inputs: dict, *, artifacts=None, dev
 
 
 def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, seed: int = 1234,
-                     skip_tags: tuple[str, ...] = (), lang: str = "en", parameters: dict | None = None) -> dict:
+                     skip_tags: tuple[str, ...] = (), lang: str = "en", parameters: dict | None = None,
+                     profile: str = "smoke", data_dir: Path | None = None) -> dict:
     """Run the notebook's code cells and the probe in this process; return result-like data:
     {"checks": [...], "score", "bonus", "criteria", "by_id": {id: check}}.
 
@@ -90,7 +93,10 @@ def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, see
     notebook_path = Path(notebook_path)
     spec = get_spec(assignment)
     staff = load_staff(spec)
-    material = prepare_probe(spec, staff, seed)
+    info = CATALOG[assignment]
+    if info.datasets:  # DATA_DIR as the pipeline makes it: the smoke data, or the given (miniature) one
+        data_dir = prepare_data_dir(info.datasets, profile, data_dir, Path(workdir).parent / f"{Path(workdir).name}-data")
+    material = prepare_probe(spec, staff, seed, data_dir=data_dir)
     folders = {f.lower() for f in (spec.artifacts.folders if spec.artifacts else ())}
     submission_root = notebook_path.parent
     shutil.copytree(submission_root, workdir, dirs_exist_ok=True,
@@ -98,7 +104,8 @@ def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, see
                                                   and n.lower() in folders])
     notebook = nbformat.read(str(notebook_path), as_version=4)
     namespace: dict = {"__name__": "__main__"}
-    namespace.update({"SEED": 0, "DEVICE": "cpu", "DATA_DIR": "data", "PROFILE": "smoke", **(parameters or {})})
+    namespace.update({"SEED": 0, "DEVICE": "cpu", "DATA_DIR": str(data_dir) if data_dir else "data",
+                      "PROFILE": profile, **(parameters or {})})
     problems: list[CellProblem] = []
     with _chdir(workdir):
         for position, cell in enumerate(notebook.cells, start=1):
@@ -117,7 +124,8 @@ def judge_in_process(notebook_path: Path, assignment: str, workdir: Path, *, see
     plain = json.loads(nbformat.writes(notebook))
     context = CheckContext(notebook=plain, submission_root=submission_root, deliverables=[], execution=execution,
                            probe=probe, inputs=material.inputs, expected=material.expected,
-                           function_cells=function_cells(plain), calls=material.calls)
+                           function_cells=function_cells(plain), calls=material.calls, profile=profile,
+                           data_dir=data_dir)
     rubric = load_rubric(rubrics_dir() / f"{assignment}.yaml")
     checks = judge(rubric, material.checks, context, answer_keys=staff.answer_keys, lang=lang,
                    requirements=spec.requirements)

@@ -46,6 +46,8 @@ class CheckContext:
     calls: list = field(default_factory=list)                     # the probe's plan (ProbeCall list)
     requirements: dict = field(default_factory=dict)              # (requirement id, function) -> Outcome
     measured: dict = field(default_factory=dict)                  # id -> figures, for checks to quote
+    profile: str = "smoke"                                        # rubric thresholds may differ per profile
+    data_dir: Path | None = None                                  # the run's DATA_DIR (the judge's own reads)
 
     def call(self, call_id: str) -> CallOutcome:
         return self.probe.calls.get(call_id, CallOutcome("not_run"))
