@@ -143,9 +143,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
                   "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()
                               if k != "seed"}}
         # intake validated (and, where harmless, repaired) the notebook: every stage reads that copy
-        notebook = getattr(submission, "notebook_data", None)
-        if notebook is None:
-            notebook = json.loads(submission.notebook.read_text(encoding="utf-8-sig"))
+        notebook = submission.notebook_data
         nonce = secrets.token_hex(8)
         prepared: dict = {}
 

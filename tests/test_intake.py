@@ -22,7 +22,7 @@ DIRS = ("performance_benchmark", "masking_techniques")
 
 def notebook_bytes(source: str = "print(1)") -> bytes:
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
-          "cells": [{"cell_type": "code", "metadata": {}, "source": source, "outputs": [],
+          "cells": [{"id": "c1", "cell_type": "code", "metadata": {}, "source": source, "outputs": [],
                      "execution_count": None}]}
     return json.dumps(nb, indent=1).encode()
 

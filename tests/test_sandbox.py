@@ -131,3 +131,41 @@ def test_the_plain_process_fallback_still_runs_and_says_it_is_not_isolated(run_c
     assert result.status == "completed"
     assert (result.isolation, result.network) == ("none", True)
     assert os.environ.get("GRADER_LOCAL_ISOLATION") is None
+
+
+HIDE_TRACEBACKS = [
+    ("get_ipython()._showtraceback = lambda *a, **k: None", "_showtraceback"),
+    ("get_ipython().showtraceback = lambda *a, **k: None", "showtraceback"),
+    ("from IPython.display import clear_output\n"
+     "get_ipython().events.register('post_run_cell', lambda result: clear_output())", "cleared outputs"),
+    ("import sys\nsys.excepthook = lambda *a: None\n"
+     "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)", "excepthook and custom_exc"),
+]
+
+
+@pytest.mark.parametrize("hide", [h for h, _ in HIDE_TRACEBACKS], ids=[i for _, i in HIDE_TRACEBACKS])
+def test_hidden_tracebacks_do_not_hide_failures(run_cells, hide):
+    # Issue 11.4: with error outputs switched off, a failing cell still fails (the kernel's
+    # execute_reply says so), and each failure is tied to its own cell.
+    result = run_cells(hide, "raise RuntimeError('hidden')", "x = 1", "1 / 0", "print('done')")
+    assert result.status == "cell_error"
+    failures = sorted((p.cell, str(p.message)) for p in result.problems)
+    # cells: markdown 1, parameters 2, the hiding cell 3, the raise 4, x = 1 5, 1 / 0 6
+    assert [cell for cell, _ in failures] == [4, 6]
+    assert failures[0][1].startswith("RuntimeError: hidden")
+    assert failures[1][1].startswith("ZeroDivisionError")
+    # the hiding did work on the outputs: no cell displays an error, so only the replies tell
+    assert not any(o.get("output_type") == "error" for c in result.notebook["cells"] for o in c.get("outputs", []))
+
+
+def test_a_hidden_probe_failure_is_still_a_probe_error(run_cells):
+    result = run_cells("get_ipython()._showtraceback = lambda *a, **k: None",
+                       probe="raise ValueError('probe broke')")
+    assert result.probe_ran
+    [problem] = result.problems
+    assert problem.in_probe and "ValueError: probe broke" in str(problem.message)
+
+
+def test_sys_exit_zero_is_not_a_failure_even_from_the_reply(run_cells):
+    result = run_cells("import sys\nsys.exit(0)", "print('after')")
+    assert result.status == "completed", result.problems

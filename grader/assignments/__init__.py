@@ -222,6 +222,35 @@ def prepare_probe(spec: AssignmentSpec, staff: StaffSide, seed: int, *, data_dir
     return ProbeMaterial(inputs, list(spec.calls), checks, expected, "stored")
 
 
+# The tolerances the checks use for each kind of output: a stored value is the reference's within
+# them, on any CPU (float results differ in the last bits between machines, e.g. with AVX-512).
+STORED_TOLERANCE = {"float16": (3e-2, 3e-2), "bfloat16": (3e-2, 3e-2), "float32": (1e-4, 1e-4),
+                    "float64": (1e-8, 1e-6)}
+
+
+def expected_mismatches(fresh: dict, stored: dict) -> list[str]:
+    """Keys whose stored expected output differs from a fresh computation by more than the checks'
+    own tolerance for that dtype (booleans and integers: exactly); missing and extra keys too."""
+    import torch
+
+    problems = [f"{key}: only in the fresh outputs" for key in sorted(set(fresh) - set(stored))]
+    problems += [f"{key}: only in the stored outputs" for key in sorted(set(stored) - set(fresh))]
+    for key in sorted(set(fresh) & set(stored)):
+        a, b = fresh[key], stored[key]
+        if a.shape != b.shape or a.dtype != b.dtype:
+            problems.append(f"{key}: {tuple(a.shape)} {a.dtype} vs stored {tuple(b.shape)} {b.dtype}")
+            continue
+        tolerance = STORED_TOLERANCE.get(str(a.dtype).replace("torch.", ""))
+        if tolerance is None:
+            same = torch.equal(a, b)
+        else:
+            atol, rtol = tolerance
+            same = torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol, equal_nan=True)
+        if not same:
+            problems.append(f"{key}: differs from the stored value beyond the checks' tolerance")
+    return problems
+
+
 def write_expected(spec: AssignmentSpec, staff: StaffSide, path: Path | None = None) -> Path:
     """Store the reference's outputs on the public seed's inputs (run by the staff, with reference/)."""
     if staff.reference is None:

@@ -1,7 +1,9 @@
 """Intake: turn what a student handed in (zip, folder or notebook) into a checked private copy.
 
 `intake()` copies or extracts the submission into `dest` (never touching the original), finds
-the notebook, decides the assignment, validates the notebook's JSON and lists the deliverables.
+the notebook, decides the assignment, validates the notebook's JSON field by field (see
+`grader.intake.notebook`: the validated, normalised notebook is `Submission.notebook_data`, which
+the later stages use instead of reading the file again) and lists the deliverables.
 Anything that makes grading impossible raises `SubmissionRejected` (or `UnsafeArchive` for
 archives that try to escape or explode); a missing results folder is *not* an error here, it is
 a `Deliverable` with `present=False` that becomes a failed check later.
@@ -10,7 +12,6 @@ a `Deliverable` with `present=False` that becomes a failed check later.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import zipfile
@@ -21,6 +22,7 @@ from grader.assignments.catalog import CATALOG, AssignmentInfo, assignment_for_n
 from grader.errors import SubmissionRejected, UsageError
 from grader.i18n import Message, msg
 from grader.intake.archive import copy_folder, copy_notebook, extract_zip, nfc
+from grader.intake.notebook import load_notebook
 
 __all__ = ["IntakeLimits", "Deliverable", "Submission", "intake", "resolve_assignment"]
 
@@ -51,6 +53,10 @@ class Submission:
     source: Path                # the original path given
     sha256: str                 # over sorted paths (relative to root) + bytes of the working copy
     notes: list[str] = field(default_factory=list)
+    # The notebook as validated nbformat 4.5 JSON (sources joined into strings, repairs made):
+    # what the sandbox runs and the judge reads. The file itself stays as submitted. intake()
+    # always sets it; None only for a Submission built by hand.
+    notebook_data: dict | None = None
 
 
 def resolve_assignment(assignment: str) -> AssignmentInfo:
@@ -118,7 +124,8 @@ def _examine(source: Path, dest: Path, info: AssignmentInfo | None, notes: list[
     if info is None:
         info = _detect(notebooks, dest)
     notebook, expected_found = _pick_notebook(notebooks, info, dest, notes)
-    _validate_notebook(notebook, dest)
+    notebook_data, repairs = load_notebook(notebook.read_bytes(), _rel(notebook, dest))
+    notes.extend(repairs)
     root = notebook.parent
     if root != dest:
         notes.append(f"unwrapped folder {_rel(root, dest)}/")
@@ -129,7 +136,8 @@ def _examine(source: Path, dest: Path, info: AssignmentInfo | None, notes: list[
     deliverables = [Deliverable(info.notebook, "notebook", True, nb_detail)]
     deliverables += [_folder_deliverable(d, root, dest, notebook.name) for d in info.artifact_dirs]
     return Submission(assignment=info, root=root, notebook=notebook, deliverables=deliverables,
-                      source=source, sha256=content_sha256(dest, root), notes=notes)
+                      source=source, sha256=content_sha256(dest, root), notes=notes,
+                      notebook_data=notebook_data)
 
 
 def _nested_zip_hint(dest: Path) -> Message | str:
@@ -191,30 +199,6 @@ def _pick_notebook(notebooks: list[Path], info: AssignmentInfo, dest: Path,
         return only, False
     listed = ", ".join(_rel(nb, dest) for nb in notebooks[:5])
     raise SubmissionRejected(msg("intake.notebook_not_found", expected=expected, listed=listed))
-
-
-def _validate_notebook(notebook: Path, dest: Path) -> None:
-    rel = _rel(notebook, dest)
-    raw = notebook.read_bytes()
-    if not raw.strip():
-        raise SubmissionRejected(msg("intake.notebook_empty", path=rel))
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SubmissionRejected(msg("intake.notebook_not_utf8", path=rel, byte=e.start)) from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SubmissionRejected(msg("intake.notebook_bad_json", path=rel, line=e.lineno, column=e.colno,
-                                     error=e.msg)) from e
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
-        raise SubmissionRejected(msg("intake.not_a_notebook", path=rel))
-    version = data.get("nbformat")
-    if not isinstance(version, int) or version < 4:
-        raise SubmissionRejected(msg("intake.old_nbformat", path=rel, version=repr(version)))
-    for i, cell in enumerate(data["cells"]):
-        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
-            raise SubmissionRejected(msg("intake.cell_no_type", path=rel, cell=i + 1))
 
 
 def _count_files(folder: Path) -> int:

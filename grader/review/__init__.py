@@ -305,8 +305,20 @@ def review_message(reviewer: str, comment: str, lang: str) -> str:
     return text
 
 
-def _manual_ids(rubric) -> dict[str, Any]:
-    return {item.id: item for item in rubric.items if getattr(item, "kind", None) == "manual"}
+def _manual_ids(rubric, result: dict | None = None) -> dict[str, Any]:
+    """The items a TA scores: the manual ones, and, in `result`, the checks a requirement left
+    pending for a TA (what only the dynamic layer saw: the TA decides, with the evidence)."""
+    items = {item.id: item for item in rubric.items if getattr(item, "kind", None) == "manual"}
+    if result is not None:
+        for check in result.get("checks") or []:
+            if isinstance(check, dict) and _awaits_ta(check) and any(i.id == check.get("id") for i in rubric.items):
+                items[check["id"]] = rubric.item(check["id"])
+    return items
+
+
+def _awaits_ta(check: dict) -> bool:
+    """A check (not a manual item) sent to a TA by a requirement: pending with evidence, or reviewed since."""
+    return bool(check.get("measured")) and (check.get("status") == "pending" or bool(check.get("review")))
 
 
 def rebuild(result: dict, history: list[dict], rubric) -> tuple[dict, list[str]]:
@@ -318,7 +330,7 @@ def rebuild(result: dict, history: list[dict], rubric) -> tuple[dict, list[str]]
     new = json.loads(json.dumps(result))
     checks = new.get("checks") or []
     by_id = {c.get("id"): c for c in checks if isinstance(c, dict)}
-    manual = _manual_ids(rubric)
+    manual = _manual_ids(rubric, new)
     lang = _lang(new)
     warnings = []
     for item_id, entry in _latest(history).items():
@@ -371,7 +383,7 @@ def _items_of(folder: ResultFolder, *, include_reviewed: bool) -> list[PendingIt
     if result.get("status") != "graded":
         return []
     rubric = _load_rubric(result.get("assignment"))
-    manual = _manual_ids(rubric)
+    manual = _manual_ids(rubric, result)
     history = read_history(folder.path)
     out = []
     for check in result.get("checks") or []:
@@ -380,14 +392,17 @@ def _items_of(folder: ResultFolder, *, include_reviewed: bool) -> list[PendingIt
         if check.get("status") != "pending" and not include_reviewed:
             continue
         item = manual[check["id"]]
-        from grader.i18n import render
+        from grader.i18n import msg, render
 
         out.append(PendingItem(
             student=folder.student, path=folder.path, item=item.id,
             title=str(check.get("title") or render(item.title, _lang(result)) or item.id), criterion=item.criterion,
             max_score=float(item.points), bonus=bool(item.bonus), status=str(check.get("status")),
-            score=float(check.get("score") or 0.0), answer=str(check.get("answer") or ""),
-            guidance=str(check.get("guidance") or render(item.guidance, _lang(result)) or ""),
+            score=float(check.get("score") or 0.0),
+            # for a requirement's pending check, the evidence is what the TA weighs
+            answer=str(check.get("answer") or (check.get("message") if _awaits_ta(check) else "") or ""),
+            guidance=str(check.get("guidance") or render(getattr(item, "guidance", "") or
+                                                         msg("review.requirement_guidance"), _lang(result)) or ""),
             reviews=[e for e in history if e["item"] == item.id],
         ))
     return out
@@ -475,7 +490,7 @@ def _plan(folder: ResultFolder, scores: Mapping[str, Any], reviewer: str, via: s
         problems.append(f"{where}{exc}")
         return None
     checks = {c.get("id"): c for c in result.get("checks") or [] if isinstance(c, dict)}
-    manual = _manual_ids(rubric)
+    manual = _manual_ids(rubric, result)
     all_ids = {i.id for i in rubric.items}
     entries = []
     at = _now()
@@ -631,13 +646,47 @@ def parse_scores(path: Path) -> tuple[str | None, dict[str, Any]]:
     return (reviewer.strip() or None) if isinstance(reviewer, str) else None, {str(k): v for k, v in results.items()}
 
 
+# What PyYAML accepts in a stream (its reader's printable set) less its line breaks (\x85,
+# \u2028, \u2029 end a comment): anything else in a comment would make the whole file unreadable.
+_YAML_UNSAFE = re.compile("[^\x09\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+# PyYAML reads a key written in the implicit form up to this many characters.
+_YAML_SIMPLE_KEY_CHARS = 1000
+
+
+def _comment_text(text: Any) -> str:
+    """Free text (an answer, a title, a path) made safe for one YAML comment line."""
+    return _YAML_UNSAFE.sub(" ", _CONTROL.sub(" ", str(text)))
+
+
+def _yaml_scalar(value: Any, *, quoted: bool) -> str:
+    """`value` as one YAML scalar on one line, written by PyYAML itself so that safe_load reads
+    back exactly `value`, whatever it holds (controls, line separators, bytes that were not
+    UTF-8, `null`, a leading `-`). `quoted`: always double-quoted (a student id, so that an id
+    like `no` or `1e3` stays a string at a glance too); else plain where PyYAML allows it."""
+    dumped = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=float("inf"),
+                            default_style='"' if quoted else None)
+    if not quoted and "\n" in dumped.strip():
+        dumped = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=float("inf"),
+                                default_style='"')
+    return dumped.strip()[1:-1]  # the list's brackets off: a flow scalar is valid in block context
+
+
+def _yaml_key_lines(key: Any, indent: str, *, quoted: bool) -> list[str]:
+    """The line(s) that open a mapping entry `key:` whose value is the block that follows, at
+    `indent`: the implicit form, or the explicit `? key` form for a key too long for it."""
+    scalar = _yaml_scalar(key, quoted=quoted)
+    if len(scalar) <= _YAML_SIMPLE_KEY_CHARS:
+        return [f"{indent}{scalar}:"]
+    return [f"{indent}? {scalar}", f"{indent}:"]
+
+
 def _comment_lines(text: str, indent: str, width: int = 96) -> list[str]:
     """`text` as YAML comment lines (wrapped; no line break of any kind survives inside one)."""
     import textwrap
 
     lines = []
     for line in str(text).splitlines() or [""]:
-        line = _CONTROL.sub(" ", line).rstrip()
+        line = _comment_text(line).rstrip()
         parts = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False,
                               drop_whitespace=True) if line.strip() else []
         lines.extend(f"{indent}#   {part}" for part in parts) if parts else lines.append(f"{indent}#")
@@ -650,7 +699,8 @@ def template_text(directory: Path, *, include_reviewed: bool = False) -> tuple[s
     directory = Path(directory)
     items = pending_items(directory, include_reviewed=include_reviewed)
     out = [
-        f"# Scores for the manual items of {directory} ({_now()}).",
+        f"# Scores for the manual items of {_comment_text(os.fsencode(directory).decode('utf-8', 'backslashreplace'))} "
+        f"({_now()}).",
         "# Fill in `score` (0..max points, decimals allowed) and optionally `comment` (shown to the",
         "# student), then: grade review DIR --scores THIS_FILE [--reviewer NAME]",
         "# Items whose score is left empty (null) are skipped; nothing is applied if any entry is invalid.",
@@ -664,14 +714,16 @@ def template_text(directory: Path, *, include_reviewed: bool = False) -> tuple[s
     for it in items:
         if it.student != current:
             current = it.student
-            out.append(f"  {json.dumps(it.student, ensure_ascii=False)}:")
+            # Written by PyYAML: a student id may hold anything a file name can (see grader.batch.names).
+            out.extend(_yaml_key_lines(it.student, "  ", quoted=True))
         bonus = " bonus" if it.bonus else ""
-        out.append(f"    {it.item}:")
-        out.append(f"      # {_CONTROL.sub(' ', it.title)} ({it.criterion}{bonus}, max {_fmt(it.max_score)} points)")
+        out.extend(_yaml_key_lines(it.item, "    ", quoted=False))
+        out.append(f"      # {_comment_text(it.title)} ({_comment_text(it.criterion)}{bonus}, "
+                   f"max {_fmt(it.max_score)} points)")
         if it.reviews:
             last = it.reviews[-1]
             out.append(f"      # Now {_fmt(float(last['score']))} points, reviewed by "
-                       f"{_CONTROL.sub(' ', str(last.get('reviewer')))} at {last.get('at')}")
+                       f"{_comment_text(last.get('reviewer'))} at {_comment_text(last.get('at'))}")
         out.append("      # Guidance:")
         out.extend(_comment_lines(it.guidance, "      "))
         out.append("      # Answer:")
@@ -687,7 +739,7 @@ def write_template(directory: Path, path: Path, *, include_reviewed: bool = Fals
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")  # plain UTF-8: every scalar above is PyYAML's own
     os.replace(tmp, path)
     return count
 

@@ -143,6 +143,11 @@ def _student_position(cells: list[dict], index: int) -> int:
     return index - injected + 1
 
 
+def _clean_exit(ename: str, evalue: str) -> bool:
+    """`sys.exit()` / `sys.exit(0)` in a cell: the notebook chose to stop, not a failure."""
+    return ename == "SystemExit" and evalue in ("", "0")
+
+
 def _error_kind(ename: str, evalue: str, duration_s: float, cell_timeout_s: float) -> str:
     if ename == "KeyboardInterrupt" and duration_s >= 0.95 * cell_timeout_s:
         return "cell_timeout"  # nbclient interrupts a cell that runs past the per-cell limit
@@ -187,11 +192,18 @@ def classify(
         elif kind == "cell_done":
             index = event["index"]
             cells[index] = event["cell"]
-            for output in event["cell"].get("outputs", []):
-                if output.get("output_type") != "error":
-                    continue
-                ename, evalue = output.get("ename", ""), output.get("evalue", "")
-                if ename == "SystemExit" and evalue in ("", "0"):
+            errors = [(str(o.get("ename", "")), str(o.get("evalue", "")))
+                      for o in event["cell"].get("outputs", []) if o.get("output_type") == "error"]
+            reply = event.get("reply")
+            if isinstance(reply, dict) and reply.get("status") == "error":
+                # The kernel's execute_reply says the cell failed. The student's code can hide the
+                # error *output* (a patched showtraceback, cleared outputs), which leaves the reply
+                # as it is: a failure that displayed no error is still this cell's problem.
+                failure = (str(reply.get("ename", "")), str(reply.get("evalue", "")))
+                if not any(not _clean_exit(*e) for e in errors):
+                    errors.append(failure)
+            for ename, evalue in errors:
+                if _clean_exit(ename, evalue):
                     continue
                 pkind = _error_kind(ename, evalue, event.get("duration_s", 0.0), cell_timeout_s)
                 problems.append(CellProblem(

@@ -11,8 +11,14 @@ Protocol:
   student's cells run, and the inputs exist in the sandbox only from the moment the probe starts;
 - the report channel is the file descriptor given as argv[1], or the process's original stdout
   when argv[1] is "stdout": JSON lines `{"event": ...}`:
-  `start` (the parameterised notebook, probe cell left out), `cell_start` / `cell_done` (index, and
-  the executed cell), and finally `done` (how the run ended).
+  `start` (the parameterised notebook, probe cell left out), `cell_start` / `cell_done` (index, the
+  executed cell, and `reply`: the status of the kernel's execute_reply), and finally `done` (how
+  the run ended).
+
+Why the reply: error *outputs* are produced by the student's own kernel, which can switch them
+off (`get_ipython()._showtraceback = ...`, a replaced `showtraceback`, a hook that clears
+outputs). The execute_reply's status is what the kernel answers on the shell channel for every
+code cell, so an exception that displayed nothing is still seen here and reported with its cell.
 
 Why private descriptors: the kernel is a child of this process and inherits stdin/stdout/stderr,
 so it could read the probe before us or forge a report. We keep non-inheritable duplicates,
@@ -77,6 +83,22 @@ def _oom_kills() -> int:
     return 0
 
 
+def _text(value, limit: int) -> str:
+    return (value if isinstance(value, str) else "" if value is None else str(value))[:limit]
+
+
+def reply_summary(execute_reply) -> dict:
+    """status / ename / evalue of an execute_reply, as plain bounded strings (the kernel's code is
+    the student's, so nothing in the reply is trusted to have the documented types)."""
+    content = execute_reply.get("content") if isinstance(execute_reply, dict) else None
+    if not isinstance(content, dict):
+        return {"status": "unknown"}
+    summary = {"status": _text(content.get("status"), 20)}
+    if summary["status"] == "error":
+        summary.update(ename=_text(content.get("ename"), 200), evalue=_text(content.get("evalue"), 2000))
+    return summary
+
+
 def main() -> int:
     _make_private()
     job_in, report = _private_channels(sys.argv[1])
@@ -97,10 +119,12 @@ def main() -> int:
     # Students' notebooks name whatever kernel they had (a conda env, "Python 3 (ipykernel)"):
     # the sandbox has one Python kernel, and that is the one that runs.
     nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python 3", "language": "python"}
-    nb.metadata.setdefault("papermill", {"default_parameters": {}, "parameters": {}, "environment_variables": {}})
+    # papermill's own record of a run: a submitted value (of any type) is replaced, never trusted,
+    # since papermill writes into it and would fail on a list or a number.
+    nb.metadata["papermill"] = {"default_parameters": {}, "parameters": {}, "environment_variables": {}}
     for cell in nb.cells:  # what papermill's own loader adds, since we hand it a notebook object
         cell.metadata.setdefault("tags", [])
-        cell.metadata.setdefault("papermill", {})
+        cell.metadata["papermill"] = {}
     nb = parameterize_notebook(nb, job["parameters"], kernel_name=kernel_name, language="python")
     public_cells = list(nb.cells)
     emit("start", notebook=json.loads(nbformat.writes(nb)))
@@ -120,6 +144,14 @@ def main() -> int:
         return data
 
     started_at = {}
+    replies: dict[int, dict] = {}
+
+    def on_cell_executed(cell=None, cell_index=None, execute_reply=None, **kwargs) -> None:
+        # nbclient's public hook, called with the kernel's execute_reply for every code cell that
+        # got one (a cell interrupted at the cell timeout gets its KeyboardInterrupt reply; a cell
+        # the kernel died under gets none, and the `done` event reports that).
+        replies[cell_index] = reply_summary(execute_reply)
+
     original_start = NotebookExecutionManager.cell_start
     original_complete = NotebookExecutionManager.cell_complete
 
@@ -134,17 +166,22 @@ def main() -> int:
     def cell_complete(self, cell, cell_index=None, **kwargs):
         result = original_complete(self, cell, cell_index, **kwargs)
         duration = time.monotonic() - started_at.get(cell_index, time.monotonic())
+        reply = replies.pop(cell_index, None)
         if cell_index < n_public:
-            emit("cell_done", index=cell_index, duration_s=round(duration, 3), cell=cell_payload(cell))
+            emit("cell_done", index=cell_index, duration_s=round(duration, 3), cell=cell_payload(cell),
+                 reply=reply)
         else:
             outputs = cell.get("outputs", [])
             payloads = [o["data"][PROBE_MIME] for o in outputs
                         if o.get("output_type") == "display_data" and PROBE_MIME in o.get("data", {})]
             payloads = [p if isinstance(p, str) else json.dumps(p) for p in payloads]
+            errors = [{"ename": _text(o.get("ename"), 200), "evalue": _text(o.get("evalue"), 2000)}
+                      for o in outputs if o.get("output_type") == "error"]
+            if not errors and reply is not None and reply.get("status") == "error":
+                # the probe failed but its traceback was hidden (the student's code patched it away)
+                errors = [{"ename": reply["ename"], "evalue": reply["evalue"]}]
             emit("probe_done", duration_s=round(duration, 3),
-                 payloads=[p for p in payloads if len(p) <= MAX_PROBE_BYTES],
-                 errors=[{"ename": o.get("ename"), "evalue": o.get("evalue")}
-                         for o in outputs if o.get("output_type") == "error"])
+                 payloads=[p for p in payloads if len(p) <= MAX_PROBE_BYTES], errors=errors)
         return result
 
     NotebookExecutionManager.cell_start = cell_start
@@ -169,6 +206,7 @@ def main() -> int:
             allow_errors=True,
             interrupt_on_timeout=True,
             request_save_on_cell_execute=False,
+            on_cell_executed=on_cell_executed,
         )
     except BaseException as exc:  # noqa: BLE001 - every ending is reported, the grader classifies it
         name = type(exc).__name__
