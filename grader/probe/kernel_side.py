@@ -283,6 +283,10 @@ def __grader_probe(plan, inputs_b64):
 
     calls, tensors = {}, {}
     previous = signal.signal(signal.SIGALRM, on_alarm)
+    # The probe's calls are small: one thread each is as fast, and immune to a loaded machine's
+    # thread contention (many tiny matmuls under an OpenMP barrier). Restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     sink = io.StringIO()
     ordered = [c for c in plan["calls"] if not c.get("hidden")] + [c for c in plan["calls"] if c.get("hidden")]
     for call in ordered:
@@ -348,6 +352,7 @@ def __grader_probe(plan, inputs_b64):
             entry.pop("where", None)
         calls[cid] = entry
     signal.signal(signal.SIGALRM, previous)
+    torch.set_num_threads(threads)
 
     payload = {"nonce": plan["nonce"], "calls": calls, "answers": answers,
                "artifacts": artifacts, "artifact_notes": artifact_notes,

@@ -188,8 +188,15 @@ def review(
         "Write the pending items (answers and guidance as comments) to this YAML file to fill in offline."))] = None,
     include_reviewed: Annotated[bool, typer.Option("--all", help=(
         "Also the manual items reviewed already (to review them again; the history keeps every review)."))] = False,
+    web: Annotated[bool, typer.Option("--web", help=(
+        "Serve a local review page (127.0.0.1 only; open the URL with the token it prints): question by "
+        "question, answer groups, keyboard scoring. Ctrl-C stops it; every score is saved when given."))] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help=(
+        "The --web page's port on 127.0.0.1 (0: any free one)."))] = 0,
+    lang: Annotated[Optional[str], typer.Option("--lang", help=(
+        "Language of the --web page and the rubric's guidance on it: ko | en (default: the course's)."))] = None,
 ) -> None:
-    """TA review of the free-text answers: score the pending manual items, interactively or from a file."""
+    """TA review of the free-text answers: score the pending manual items, interactively, from a file or on a local web page."""
     from rich.console import Console
 
     from grader.errors import GraderError, RubricError, UsageError
@@ -197,8 +204,29 @@ def review(
 
     if scores is not None and export_template is not None:
         _fail(EXIT_USAGE, "--scores and --export-template do not go together: export first, fill in, then apply")
+    if web and (scores is not None or export_template is not None):
+        _fail(EXIT_USAGE, "--web does not go with --scores or --export-template: the page saves each score itself")
+    if not web and (port or lang is not None):
+        _fail(EXIT_USAGE, "--port and --lang are options of --web")
+    if lang is not None and lang not in ("ko", "en"):
+        _fail(EXIT_USAGE, f"--lang {lang}: choose ko or en")
     out = Console(highlight=False)
     try:
+        if web:
+            from grader.review.web import serve
+
+            who = reviewer or default_reviewer()
+
+            def announce(url: str) -> None:
+                # Plain print (no rich wrapping): the URL must stay one line to copy or click.
+                print(f"Review page for {directory}, as {who} (Ctrl-C stops it):\n    {url}", flush=True)
+
+            try:
+                serve(directory, who, port=port, lang=lang, announce=announce)
+            except KeyboardInterrupt:
+                pass
+            out.print("stopped; every score given on the page is saved", markup=False)
+            return
         if export_template is not None:
             count = write_template(directory, export_template, include_reviewed=include_reviewed)
             out.print(f"wrote {count} item(s) to {export_template}; fill in the scores, then: "
