@@ -21,6 +21,7 @@ from grader.formats import FORMATS, error_result, write_format
 from grader.formats.command import export_app, template_app
 from grader.i18n import msg
 from grader.review.command import regrade, review
+from grader.similarity.command import similarity
 
 EXIT_OK, EXIT_REJECTED, EXIT_GRADER_FAILED = 0, 2, 3
 
@@ -134,6 +135,7 @@ def expected(
 
 
 app.command("batch")(batch)
+app.command("similarity")(similarity)  # grade similarity BATCH_DIR: pairs that look copied
 app.command("review")(review)
 app.command("regrade")(regrade)
 app.add_typer(template_app, name="template")   # grade template export ID DIR

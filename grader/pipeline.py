@@ -6,7 +6,6 @@ rubric -> report. Each stage is a package with one entry function; this module o
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import secrets
@@ -85,6 +84,9 @@ def _mark_problems(notebook: dict, execution: ExecutionResult, lang: str) -> dic
     by_position = {p.cell: p for p in execution.problems if p.cell is not None and not p.in_probe}
     cells, position = [], 0
     for cell in marked.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if isinstance(tags, list) and "grader-problem" in tags:
+            tags.remove("grader-problem")  # only the grader's own markers carry this tag
         if "injected-parameters" not in cell.get("metadata", {}).get("tags", []):
             position += 1
             problem = by_position.get(position)
@@ -226,7 +228,9 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             (out_dir / "executed.ipynb").write_text(json.dumps(executed, ensure_ascii=False, indent=1),
                                                     encoding="utf-8")
             result["executed_notebook"] = "executed.ipynb"
-            result["executed_notebook_html"] = _notebook_html(executed, out_dir / "executed.html")
+            from grader.report.notebook_html import executed_notebook_html
+
+            result["executed_notebook_html"] = executed_notebook_html(executed, out_dir / "executed.html", lang=lang)
         return _finish(result, out_dir, started)
     except UsageError:
         raise
@@ -260,39 +264,11 @@ def _draw_figures(checks: list[dict], out_dir: Path | None, lang: str) -> None:
         check["figure"] = name
 
 
-@functools.lru_cache(maxsize=1)
-def _html_exporter():
-    """One exporter per process: it compiles its Jinja templates on first use (most of a
-    conversion's cost), and the batch's preload server warms it up for every grading process."""
-    from nbconvert import HTMLExporter
-
-    return HTMLExporter(sanitize_html=True)
-
-
 def warm_up() -> None:
     """Do once what every grading does first (grader.batch.preload calls this before forking)."""
-    import nbformat
+    from grader.report.notebook_html import warm_up as warm_notebook_pages
 
-    _html_exporter().from_notebook_node(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]))
-
-
-def _notebook_html(notebook: dict, target: Path) -> str | None:
-    """The executed notebook as HTML (nbconvert), with the outputs' HTML sanitised: the student's
-    notebook could carry scripts, and a TA opens this file in a browser."""
-    try:
-        import nbformat
-
-        exporter = _html_exporter()
-    except ImportError:
-        return None
-    try:
-        # reads() joins list-valued sources (cells that never ran keep the submitted form)
-        node = nbformat.reads(json.dumps(notebook), as_version=4)
-        body, _ = exporter.from_notebook_node(node)
-    except Exception:  # noqa: BLE001 - the HTML copy is a convenience; the .ipynb is always there
-        return None
-    target.write_text(body, encoding="utf-8")
-    return target.name
+    warm_notebook_pages()
 
 
 def _file_sha256(path: Path) -> str:

@@ -32,7 +32,10 @@ def korean_report(tmp_path_factory) -> Path:
     nb = nbformat.read(notebook, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(
         "from IPython.display import HTML, display\n"
-        "display(HTML('<script>window.studentScriptRan = 1</script><b>student html</b>'))"))
+        "display(HTML('<script>window.studentScriptRan = 1</script><b>student html</b>'))\n"
+        # seen: nbconvert wrote this width unquoted, and the handler ran (tests/test_html_safety.py
+        # has the whole corpus)
+        "display({'image/png': 'AAAA'}, raw=True, metadata={'image/png': {'width': '1 onerror=alert(document.domain)'}})"))
     nbformat.write(nb, notebook)
     out = tmp / "out"
     result = grade_submission(notebook.parent, out, GradeOptions(lang="ko", cell_timeout_s=120, timeout_s=300))
@@ -77,10 +80,17 @@ def test_the_executed_notebook_html_is_linked_and_the_students_scripts_do_not_ru
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page()
+        dialogs, requests = [], []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("request", lambda r: requests.append(r.url))
         page.goto(executed.as_uri())
         page.wait_for_load_state("load")
         text = page.inner_text("body")
         ran = page.evaluate("window.studentScriptRan === 1")
+        handlers = page.evaluate("[...document.querySelectorAll('*')].flatMap(e => [...e.attributes])"
+                                 ".filter(a => a.name.startsWith('on')).length")
         browser.close()
     assert "scaled_dot_product_attention" in text and "student html" in text  # the outputs are shown...
     assert ran is False  # ...but a script the student's notebook emitted does not run
+    assert dialogs == [] and handlers == 0  # nor an event handler hidden in an image's metadata
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # and nothing is fetched (no CDN)

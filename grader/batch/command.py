@@ -53,6 +53,9 @@ def batch(
     lang: Annotated[Optional[str], typer.Option(help="Language of the students' feedback and of summary.html: ko | en "
                                                   "(default: the course's, course.yaml).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on the terminal.")] = False,
+    similarity: Annotated[bool, typer.Option("--similarity", help=(
+        "Also write similarity.csv and similarity.html: pairs of submissions that look copied "
+        "(as `grade similarity OUT`), linked from summary.html."))] = False,
 ) -> None:
     """Grade a whole class: every submission in INPUT, a gradebook and a class summary."""
     from grader.batch.core import ENGINES, grade_batch
@@ -60,6 +63,10 @@ def batch(
     from grader.errors import GraderError, RubricError, UsageError
     from grader.pipeline import GradeOptions
 
+    if similarity:
+        from grader.similarity.command import check_before_batch
+
+        check_before_batch()  # the similarity extra missing: a usage error before any grading
     if device == "auto":
         device = "cuda" if profile == "full" else "cpu"  # the full profile is the real-size run, on a GPU
     if engine not in ENGINES:
@@ -92,6 +99,10 @@ def batch(
         _fail(EXIT_GRADER_FAILED, f"internal error: {type(exc).__name__}: {exc}")
     if not quiet:
         _print_summary(summary)
+    if similarity:
+        from grader.similarity.command import after_batch
+
+        after_batch(out, summary, input_dir=input_dir, lang=lang, quiet=quiet)
 
 
 class _ProgressDisplay:

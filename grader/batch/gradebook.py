@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import jinja2
 from markupsafe import Markup, escape
 
+from grader.batch.names import printable
 from grader.i18n import LANGUAGES, default_language, translate
 from grader.report import _num, fmt_points  # one number formatting for the reports and the gradebook
 
@@ -140,7 +141,9 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
-    text = str(value)
+    # Controls (a NUL ends a cell in several spreadsheet programs) and undecodable bytes, which
+    # a reason may quote from a student's zip, as visible escapes; student ids hold none.
+    text = printable(str(value))
     # A leading quote makes spreadsheets show the text instead of running it.
     return "'" + text if text.startswith(_FORMULA_START) else text
 
@@ -161,7 +164,8 @@ def gradebook_csv(rows: list[GradebookRow]) -> str:
 
 def _atomic_write(path: Path, text: str, encoding: str = "utf-8") -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding=encoding, newline="")
+    # backslashreplace: a stray surrogate (an undecodable byte in some text) is shown, not fatal.
+    tmp.write_text(text, encoding=encoding, errors="backslashreplace", newline="")
     os.replace(tmp, path)
 
 
@@ -317,8 +321,9 @@ def _problem_reason(row: GradebookRow, t) -> str:
 
 def build_summary_view(rows: list[GradebookRow], *, input_dir: str = "", engine: str = "",
                        ignored: list[str] | None = None, grader_version: str = "",
-                       lang: str | None = None) -> dict:
-    """The template's data. `lang` (ko | en) is the page's language; None: default_language()."""
+                       lang: str | None = None, similarity: dict | None = None) -> dict:
+    """The template's data. `lang` (ko | en) is the page's language; None: default_language().
+    `similarity`: the link to the batch's similarity report (grader.similarity.summary_link)."""
     lang = _language(lang)
     t = _text_gettext(lang)
     groups: dict[str | None, list[GradebookRow]] = {}
@@ -344,6 +349,7 @@ def build_summary_view(rows: list[GradebookRow], *, input_dir: str = "", engine:
         "total": len(rows), "counts": counts,
         "assignments": [_assignment_view(a, rs, t) for a, rs in sorted(groups.items(), key=lambda kv: str(kv[0]))],
         "problems": problems, "ignored": list(ignored or []),
+        "similarity": similarity,
     }
 
 
@@ -366,5 +372,9 @@ def render_summary_html(rows: list[GradebookRow], *, lang: str | None = None, **
 
 
 def write_summary(rows: list[GradebookRow], path: Path, *, lang: str | None = None, **meta: Any) -> Path:
-    _atomic_write(Path(path), render_summary_html(rows, lang=lang, **meta))
+    from grader.report.safe_html import safe_page  # the file a person opens: no script, no remote load
+    from grader.similarity import summary_link
+
+    meta.setdefault("similarity", summary_link(Path(path).parent))  # every rewrite keeps the report's link
+    _atomic_write(Path(path), safe_page(render_summary_html(rows, lang=lang, **meta)))
     return Path(path)

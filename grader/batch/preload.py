@@ -1,6 +1,6 @@
 """A fork server for grading processes: `grade submit` without paying its imports every time.
 
-Every `grade submit` imports torch, numpy, nbformat, nbconvert and the grader: about 3 s of CPU
+Every `grade submit` imports torch, numpy, nbformat, the page renderer and the grader: about 3 s of CPU
 of the about 15 s a smoke submission takes (2 cores). In a batch that CPU is taken from the
 notebooks running beside it. The server (`python -m grader.batch.preload`, one per process that
 grades: the batch, each Ray worker) imports them once, then forks one process per submission,
@@ -34,10 +34,11 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["PRELOAD_MODULES", "PRELOAD_ENV", "preload_enabled", "PreloadedChild", "process_alive"]
+__all__ = ["PRELOAD_MODULES", "PRELOAD_ENV", "preload_enabled", "PreloadedChild", "process_alive",
+           "fresh_interpreter_signals"]
 
 # What every `grade submit` imports, loaded once into the server.
-PRELOAD_MODULES = ("torch", "numpy", "sympy", "safetensors.torch", "nbformat", "nbconvert", "matplotlib",
+PRELOAD_MODULES = ("torch", "numpy", "sympy", "safetensors.torch", "nbformat", "nh3", "markdown_it", "matplotlib",
                    "matplotlib.figure", "matplotlib.backends.backend_agg", "pyflakes.api", "grader.cli",
                    "grader.pipeline", "grader.judge", "grader.report", "grader.assignments", "grader.probe",
                    "grader.sandbox")
@@ -60,15 +61,35 @@ def preload_enabled() -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def fresh_interpreter_signals() -> None:
+    """Give this process the signal dispositions a fresh `python` starts with: every signal at
+    its default, except SIGPIPE and SIGXFSZ ignored and SIGINT raising KeyboardInterrupt.
+
+    Why it matters: `grade` writes the probe into its sandbox's stdin from a thread, a write
+    that blocks while the notebook runs (the pipe holds 64 KiB and the runner reads the probe
+    only when the probe cell starts). When the total timeout kills the sandbox, that write fails
+    with EPIPE. With SIGPIPE ignored, as in any Python process, that is the BrokenPipeError the
+    feeder expects; with SIGPIPE at its default (what this child used to set) the kernel killed
+    the whole grading process, and a timed-out notebook became an error row without a result."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # real-time signals the C library keeps for itself
+            pass
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT is `grade`'s Ctrl-C
+
+
 def _grade_in_child(request: dict) -> None:
     """In the forked child: what a fresh `grade` process would get (its own session, signals,
     CPUs, files, folder, environment), then `grade submit`. Never returns."""
     code = 3
     try:
         os.setsid()  # its own session: it and its sandbox can be killed as a group
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT is `grade`'s Ctrl-C
+        fresh_interpreter_signals()  # whatever the server or its imports changed
         signal.set_wakeup_fd(-1)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         if _prctl is not None:

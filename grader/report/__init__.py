@@ -1,7 +1,8 @@
 """Report stage: turn the grader's `result.json` dict into student feedback.
 
 - `write_reports(result, out_dir)` writes `feedback.html` (self-contained: inline CSS and SVG,
-  no JavaScript, no network) and `feedback.md` (UTF-8) and returns their paths.
+  no JavaScript, no network; made safe by `grader.report.safe_html.safe_page`) and
+  `feedback.md` (UTF-8) and returns their paths.
 - `render_summary(result, console)` prints a compact summary with `rich` for the terminal.
 
 Everything the student (or a student's code) can influence -- answers, error messages, file
@@ -28,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from grader.i18n import gettext_for
+from grader.report.safe_html import safe_page
 
 __all__ = ["write_reports", "render_summary", "build_view"]
 
@@ -492,8 +494,13 @@ def write_reports(result: dict, out_dir: Path, *, include_guidance: bool = False
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / HTML_NAME, out_dir / MD_NAME
-    html_path.write_text(render_html(result, include_guidance=include_guidance), encoding="utf-8", newline="\n")
-    md_path.write_text(render_markdown(result, include_guidance=include_guidance), encoding="utf-8", newline="\n")
+    # safe_page: whatever the template let through, the file a person opens runs no script and
+    # loads nothing from elsewhere (local_images: the figures/*.png beside it)
+    page = safe_page(render_html(result, include_guidance=include_guidance), local_images=True)
+    html_path.write_text(page, encoding="utf-8", newline="\n")
+    # backslashreplace: a lone surrogate (an undecodable byte of a file name) is shown, not fatal
+    md_path.write_text(render_markdown(result, include_guidance=include_guidance), encoding="utf-8",
+                       errors="backslashreplace", newline="\n")
     return {"html": html_path, "md": md_path}
 
 
