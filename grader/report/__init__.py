@@ -16,6 +16,8 @@ The templates live in `grader/report/templates/` and must be shipped as package 
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from pathlib import Path
@@ -458,7 +460,10 @@ def _loader() -> jinja2.BaseLoader:
         return jinja2.FileSystemLoader(str(_TEMPLATES))
 
 
+@functools.lru_cache(maxsize=None)
 def _environment(*, html: bool, lang: str) -> jinja2.Environment:
+    """One environment per (kind, language) and process: compiling the templates is most of a
+    report's cost (a review of a group of answers rewrites many reports)."""
     env = jinja2.Environment(
         loader=_loader(),
         autoescape=html,
@@ -475,8 +480,11 @@ def _environment(*, html: bool, lang: str) -> jinja2.Environment:
 
 
 def render_html(result: dict[str, Any], *, include_guidance: bool = False) -> str:
+    """The feedback page as written to feedback.html: whatever the template let through, the
+    page runs no script and loads nothing from elsewhere (local_images: the figures beside it)."""
     view = build_view(result, include_guidance=include_guidance)
-    return _environment(html=True, lang=view["lang"]).get_template("feedback.html.j2").render(**view)
+    page = _environment(html=True, lang=view["lang"]).get_template("feedback.html.j2").render(**view)
+    return safe_page(page, local_images=True)
 
 
 def render_markdown(result: dict[str, Any], *, include_guidance: bool = False) -> str:
@@ -494,9 +502,7 @@ def write_reports(result: dict, out_dir: Path, *, include_guidance: bool = False
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / HTML_NAME, out_dir / MD_NAME
-    # safe_page: whatever the template let through, the file a person opens runs no script and
-    # loads nothing from elsewhere (local_images: the figures/*.png beside it)
-    page = safe_page(render_html(result, include_guidance=include_guidance), local_images=True)
+    page = render_html(result, include_guidance=include_guidance)
     html_path.write_text(page, encoding="utf-8", newline="\n")
     # backslashreplace: a lone surrogate (an undecodable byte of a file name) is shown, not fatal
     md_path.write_text(render_markdown(result, include_guidance=include_guidance), encoding="utf-8",
