@@ -128,7 +128,7 @@ FUNCTIONS = ("scaled_dot_product_attention", "causal_mask", "padding_mask", "com
              "flash_attention", "local_attention_mask", "sparse_attention", "linear_attention")
 COST_SIZES = (128, 256, 512)        # T of the measuring calls (B = H = 1, d = 16): each well under a second
 COST_D = 16
-COST_CHUNK = 32
+COST_CHUNK = 64
 
 FUSED_ATTENTION_APIS = (
     "torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward",
