@@ -158,6 +158,15 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             staff = load_staff(spec)
             material = prepare_probe(spec, staff, seed, data_dir=data_dir)
             prepared.update(staff=staff, material=material)
+            # What the end of the run needs and can be made now, while the notebook still runs:
+            # the report templates and the executed-notebook renderer (compiled once per process).
+            try:
+                from grader.report import warm_up as warm_reports
+
+                warm_reports(lang)
+                warm_up()
+            except Exception:  # noqa: BLE001 - a warm-up is an optimisation, never a failure
+                pass
             return build_probe_source(material.calls, material.inputs, paths, device=options.device,
                                       nonce=nonce, call_timeout_s=options.call_timeout_s, artifacts=spec.artifacts)
 

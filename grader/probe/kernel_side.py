@@ -124,8 +124,14 @@ def __grader_probe(plan, inputs_b64):
             if len(self.seen) < max_ops:
                 self.seen.add(func.name())
             out = func(*args, **(kwargs or {}))
-            if not self.tally:
-                return out
+            if self.tally:
+                try:
+                    self._count(args, kwargs, out)
+                except Exception:  # noqa: BLE001 - bookkeeping must never fail the student's call
+                    pass
+            return out
+
+        def _count(self, args, kwargs, out):
             owned = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
             for t in tree_flatten(out)[0]:
                 if not isinstance(t, torch.Tensor):
@@ -142,7 +148,6 @@ def __grader_probe(plan, inputs_b64):
                 if nbytes > self.largest[0]:
                     self.largest = (nbytes, list(t.shape))
                 self.peak = max(self.peak, self.live)
-            return out
 
     class ProbeCallTimeout(Exception):
         pass

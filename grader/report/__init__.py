@@ -30,7 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from grader.i18n import gettext_for
+from grader.i18n import gettext_for, render as render_text
 from grader.report.safe_html import safe_page
 
 __all__ = ["write_reports", "render_summary", "build_view"]
@@ -221,6 +221,7 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool, t) -> dict[str, 
         "anchor": "check-" + re.sub(r"[^A-Za-z0-9_-]", "-", cid) if cid else "",
         "title": title,
         "criterion": _text(raw.get("criterion")).strip(),
+        "criterion_label": t(_humanize(_text(raw.get("criterion")).strip())) if raw.get("criterion") else "",
         "status": status if status in VERDICT_LABELS else "unknown",
         "verdict": t(VERDICT_LABELS[status]) if status in VERDICT_LABELS else status,
         "icon": VERDICT_ICONS.get(status, "❔"),
@@ -242,6 +243,32 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool, t) -> dict[str, 
     return view
 
 
+def _score_row(key: str, label: str, c: dict[str, Any]) -> dict[str, Any]:
+    """One bar of a score chart (a criterion, or a part of a rubric with groups): earned,
+    pending (awaiting review), not earned."""
+    score, max_score, pending = _num(c.get("score")), _num(c.get("max_score")), _num(c.get("pending"))
+    score_ratio = _ratio(score, max_score)
+    pending_ratio = max(0.0, _ratio((score or 0.0) + (pending or 0.0), max_score) - score_ratio)
+    return {
+        "key": key,
+        "label": label,
+        "score": score,
+        "max_score": max_score,
+        "pending": pending or 0.0,
+        "score_text": fmt_points(score),
+        "max_text": fmt_points(max_score),
+        "pending_text": fmt_points(pending) if pending else "",
+        "score_pct": round(score_ratio * 100, 2),
+        "pending_pct": round(pending_ratio * 100, 2),
+        "bar": text_bar(score, pending, max_score),
+    }
+
+
+def _row_summary(row: dict[str, Any], t) -> str:
+    return f"{row['score_text']} / {row['max_text']}" + (
+        " · " + t("{points} pending", points=row["pending_text"]) if row["pending_text"] else "")
+
+
 def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: str | None = None) -> dict[str, Any]:
     """Normalise a result dict (optional keys may be absent) into what the templates render, with
     every label in `lang` (default: the result's own `lang`, else English)."""
@@ -259,50 +286,52 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
     if isinstance(raw_criteria, dict):
         for key, c in raw_criteria.items():
             c = c if isinstance(c, dict) else {}
-            score, max_score, pending = _num(c.get("score")), _num(c.get("max_score")), _num(c.get("pending"))
-            score_ratio = _ratio(score, max_score)
-            pending_ratio = max(0.0, _ratio((score or 0.0) + (pending or 0.0), max_score) - score_ratio)
-            criteria.append(
-                {
-                    "key": _text(key),
-                    "label": _text(c.get("title")).strip() or t(_humanize(_text(key))),
-                    "score": score,
-                    "max_score": max_score,
-                    "pending": pending or 0.0,
-                    "score_text": fmt_points(score),
-                    "max_text": fmt_points(max_score),
-                    "pending_text": fmt_points(pending) if pending else "",
-                    "score_pct": round(score_ratio * 100, 2),
-                    "pending_pct": round(pending_ratio * 100, 2),
-                    "bar": text_bar(score, pending, max_score),
-                }
-            )
+            criteria.append(_score_row(_text(key), _text(c.get("title")).strip() or t(_humanize(_text(key))), c))
     by_key = {c["key"]: c for c in criteria}
 
-    # groups: one per criterion (result order, then any others the checks name), bonus last
+    # parts: the rubric's groups (the midterm's basic / applied / analysis), in the result's order
+    parts = []
+    raw_parts = result.get("groups") or {}
+    if isinstance(raw_parts, dict):
+        for key, g in raw_parts.items():
+            g = g if isinstance(g, dict) else {}
+            row = _score_row(_text(key), _text(render_text(g.get("title"), lang)).strip() or t(_humanize(_text(key))), g)
+            row["items"] = [_text(i) for i in g.get("items") or [] if isinstance(i, str)]
+            parts.append(row)
+
     groups: list[dict[str, Any]] = []
-    keys = [c["key"] for c in criteria]
-    for ch in checks:
-        if not ch["bonus"] and ch["criterion"] not in keys:
-            keys.append(ch["criterion"])
-    for key in keys:
-        members = [ch for ch in checks if not ch["bonus"] and ch["criterion"] == key]
-        if not members:
-            continue
-        crit = by_key.get(key)
-        groups.append(
-            {
-                "key": key or "other",
-                "label": crit["label"] if crit else (t(_humanize(key)) if key else t("Other checks")),
-                "summary": (
-                    f"{crit['score_text']} / {crit['max_text']}"
-                    + (" · " + t("{points} pending", points=crit["pending_text"]) if crit["pending_text"] else "")
-                )
-                if crit
-                else "",
-                "checks": members,
-            }
-        )
+    if parts:
+        # A rubric with groups: the checks by part (each check names its criterion), so the
+        # feedback shows both views; checks of no part (a rubric changed since) come last.
+        placed: set[str] = set()
+        for part in parts:
+            members = [ch for ch in checks if not ch["bonus"] and ch["id"] in part["items"]]
+            placed.update(ch["id"] for ch in members)
+            if members:
+                groups.append({"key": "part-" + part["key"], "label": part["label"],
+                               "summary": _row_summary(part, t), "checks": members})
+        rest = [ch for ch in checks if not ch["bonus"] and ch["id"] not in placed]
+        if rest:
+            groups.append({"key": "other", "label": t("Other checks"), "summary": "", "checks": rest})
+    else:
+        # groups: one per criterion (result order, then any others the checks name), bonus last
+        keys = [c["key"] for c in criteria]
+        for ch in checks:
+            if not ch["bonus"] and ch["criterion"] not in keys:
+                keys.append(ch["criterion"])
+        for key in keys:
+            members = [ch for ch in checks if not ch["bonus"] and ch["criterion"] == key]
+            if not members:
+                continue
+            crit = by_key.get(key)
+            groups.append(
+                {
+                    "key": key or "other",
+                    "label": crit["label"] if crit else (t(_humanize(key)) if key else t("Other checks")),
+                    "summary": _row_summary(crit, t) if crit else "",
+                    "checks": members,
+                }
+            )
     bonus_checks = [ch for ch in checks if ch["bonus"]]
 
     bonus, bonus_max = _num(result.get("bonus")), _num(result.get("bonus_max"))
@@ -434,6 +463,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
         "pending_text": fmt_points(pending_total) if pending_total > 0 else "",
         "bonus_pending_text": fmt_points(bonus_pending) if bonus_pending > 0 else "",
         "criteria": criteria,
+        "parts": parts,
         "groups": groups,
         "checks": checks,
         "counts": counts,
@@ -477,6 +507,12 @@ def _environment(*, html: bool, lang: str) -> jinja2.Environment:
     if not html:
         env.filters.update(md_inline=md_inline, md_block=md_block, md_fence=md_fence, md_quote=md_quote)
     return env
+
+
+def warm_up(lang: str) -> None:
+    """Compile the report templates for `lang` (the pipeline does it while the notebook runs)."""
+    _environment(html=True, lang=lang).get_template("feedback.html.j2")
+    _environment(html=False, lang=lang).get_template("feedback.md.j2")
 
 
 def render_html(result: dict[str, Any], *, include_guidance: bool = False) -> str:
