@@ -193,3 +193,31 @@ def test_the_cli_grades_in_docker(engine, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["execution"]["isolation"].startswith("docker")
+
+
+def test_a_cell_that_ignores_signals_and_hangs_gets_the_same_result_in_a_docker_batch(engine, tmp_path):
+    """The fourth way of tests/test_batch_signals.py: a docker batch grades the hanging notebook
+    as the local sandbox does alone (timed out in the hanging cell, same verdicts and reason)."""
+    from tests.test_batch_signals import (EXPECTED_REASON, LIMITS, assert_timed_out_in_the_hanging_cell,
+                                          gradebook_row, hanging_submission, verdict)
+
+    inp = tmp_path / "in"
+    hanging_submission(inp / "hang")
+    runs = {
+        "docker": [sys.executable, "-m", "grader.cli", "batch", str(inp), "--out", str(tmp_path / "docker"),
+                   "--workers", "1", "-q", "--sandbox", "docker", *LIMITS],
+        "alone": [sys.executable, "-m", "grader.cli", "submit", str(inp / "hang"), "--out", str(tmp_path / "alone"),
+                  "-q", "--sandbox", "local", *LIMITS],
+    }
+    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, argv in runs.items()}
+    outputs = {name: proc.communicate(timeout=300) for name, proc in procs.items()}
+    for name, proc in procs.items():
+        assert proc.returncode == 0, (name, outputs[name][1])
+    in_docker = json.loads((tmp_path / "docker" / "hang" / "result.json").read_text(encoding="utf-8"))
+    alone = json.loads((tmp_path / "alone" / "result.json").read_text(encoding="utf-8"))
+    assert in_docker["execution"]["backend"] == "docker"
+    assert_timed_out_in_the_hanging_cell(in_docker)
+    assert verdict(in_docker) == verdict(alone)
+    assert gradebook_row(tmp_path / "docker", "hang")["reason"] == EXPECTED_REASON
+    assert containers(engine) == []

@@ -11,8 +11,9 @@ from grader.errors import UsageError
 
 
 class BatchInputError(UsageError):
-    """INPUT cannot be graded as a batch: not a folder, no submissions, two submissions with the
-    same student id, a student id that clashes with a file the batch writes."""
+    """INPUT cannot be graded as a batch: not a folder, no submissions, or OUT already holds
+    folders that are not results. (A student's odd name, or two submissions for one student id,
+    is that student's `rejected` row, not this.)"""
 
 
 class BatchLocked(UsageError):

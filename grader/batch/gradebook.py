@@ -76,6 +76,10 @@ class GradebookRow:
     execution: str = ""                          # the notebook run's status (graded rows)
     reason: str = ""
     result: dict = field(default_factory=dict, repr=False)
+    # The bonus and pending policy (grader.rubric.policy); columns appended after `reason`.
+    bonus_max: float | None = None               # the bonus cap (at most the sheet's 5 points)
+    bonus_pending: float | None = None           # bonus points awaiting a decision
+    groups: dict[str, float] = field(default_factory=dict)  # score per rubric group (the midterm)
 
     @property
     def problem(self) -> bool:
@@ -122,6 +126,12 @@ def row_from_result(student: str, result: dict) -> GradebookRow:
         row.bonus = _num(result.get("bonus"))
         row.pending = sum(_num(c.get("pending")) or 0.0 for c in criteria.values() if isinstance(c, dict))
         row.execution, row.reason = _execution_reason(result)
+        from grader.rubric.policy import totals
+
+        policy = totals(result)
+        row.bonus_max, row.bonus_pending = policy.bonus_max, policy.bonus_pending
+        groups = result.get("groups") if isinstance(result.get("groups"), dict) else {}
+        row.groups = {str(g): _num(v.get("score")) or 0.0 for g, v in groups.items() if isinstance(v, dict)}
     else:
         row.reason = _one_line(result.get("reason") or "no reason given")
     return row
@@ -152,13 +162,16 @@ def gradebook_csv(rows: list[GradebookRow]) -> str:
     criteria = _criteria_columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    groups = list(dict.fromkeys(g for row in rows for g in row.groups))
+    # bonus_max .. group.<id>: appended after the original columns (a contract: those stay as they are).
     writer.writerow(["student", "status", "assignment", *criteria, "score", "max_score", "bonus", "pending",
-                     "execution", "reason"])
+                     "execution", "reason", "bonus_max", "bonus_pending", *(f"group.{g}" for g in groups)])
     for row in rows:
         writer.writerow([_cell(row.student), row.status, _cell(row.assignment),
                          *(_cell(row.criteria.get(c)) if row.status == "graded" else "" for c in criteria),
                          _cell(row.score), _cell(row.max_score), _cell(row.bonus), _cell(row.pending),
-                         row.execution, _cell(row.reason)])
+                         row.execution, _cell(row.reason), _cell(row.bonus_max), _cell(row.bonus_pending),
+                         *(_cell(row.groups.get(g)) if row.status == "graded" else "" for g in groups)])
     return buffer.getvalue()
 
 

@@ -9,6 +9,7 @@ same thread, one at a time, as each process ends.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import time
 from collections import deque
 from pathlib import Path
@@ -25,8 +26,9 @@ POLL_S = 0.1
 def run_local(jobs: Sequence, *, workers: int, options: GradeOptions, limit_s: float,
               scratch: Callable[[str], Path], on_done: Callable[[object, Path, Outcome], None],
               on_start: Callable[[object], None] | None = None) -> None:
-    """Grade `jobs` (each with `.entry.student` and `.entry.path`) with at most `workers`
-    processes at once. `scratch(student)` gives a fresh folder for one attempt; the process
+    """Grade `jobs` (each with `.entry.student` and `.source`, the path to grade) with at most
+    `workers` processes at once. A process that cannot even be started is reported to `on_done`
+    like one that failed (an error row), not raised. `scratch(student)` gives a fresh folder for one attempt; the process
     writes its reports there (`out/`) and its stderr next to them; `on_done(job, out_dir,
     outcome)` takes it from there. On KeyboardInterrupt every running process is stopped before
     the interrupt propagates; nothing is reported for them."""
@@ -46,11 +48,17 @@ def run_local(jobs: Sequence, *, workers: int, options: GradeOptions, limit_s: f
                 folder = scratch(job.entry.student)
                 out_dir = folder / "out"
                 slot_options = dataclasses.replace(options, gpus=gpus[slot]) if gpus else options
-                process = GradeProcess(grade_argv(job.entry.path, out_dir, slot_options),
+                process = GradeProcess(grade_argv(job.source, out_dir, slot_options),
                                        log_path=folder / "grade.log", limit_s=limit_s, cwd=folder,
                                        cpus=slots[slot] if slots else None)
+                try:
+                    process.start()
+                except (OSError, subprocess.SubprocessError) as exc:
+                    free_slots.append(slot)
+                    on_done(job, out_dir, Outcome(returncode=None, wall_s=0.0,
+                                                  error=f"the grading process could not be started: {exc}"))
+                    continue
                 running.append((job, process, out_dir, slot))
-                process.start()
                 if on_start is not None:
                     on_start(job)
             still: list[tuple[object, GradeProcess, Path, int]] = []

@@ -270,7 +270,13 @@ def run_ray(jobs: Sequence, *, address: str | None, workers: int | None, options
             while queue or in_flight:
                 while queue and len(in_flight) < cap:
                     job = queue.popleft()
-                    name, kind, data = pack_submission(job.entry.path)
+                    try:
+                        # The path to grade (a staged copy under a UTF-8 name where INPUT's is not).
+                        name, kind, data = pack_submission(job.source)
+                    except OSError as exc:  # unreadable now: that student's error row, not the batch's
+                        on_done(job, write_files(job, {}), Outcome(
+                            returncode=None, wall_s=0.0, error=f"the submission could not be packed for Ray: {exc}"))
+                        continue
                     ref = remote.options(name=f"grade:{job.entry.student}").remote(
                         job.entry.student, name, kind, data, options, limit_s)
                     in_flight[ref] = job

@@ -69,7 +69,8 @@ def content_sha256(path: Path) -> str:
             p = base / name
             items.append((unicodedata.normalize("NFC", p.relative_to(path).as_posix()), p))
     for rel, p in sorted(items):
-        h.update(rel.encode("utf-8") + b"\0")
+        # Names are bytes on disk: one that is not UTF-8 is hashed as its bytes, not a crash.
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
         if p.is_symlink():
             h.update(b"link\0" + os.readlink(p).encode("utf-8", "surrogateescape") + b"\0")
         elif p.is_file():
@@ -109,7 +110,9 @@ class BatchKey:
     format: int = KEY_FORMAT
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, indent=1, sort_keys=True)
+        # ASCII: an option may hold a path that is not UTF-8 (--data-dir), which JSON then keeps
+        # as an escape and reads back as the same string.
+        return json.dumps(asdict(self), ensure_ascii=True, indent=1, sort_keys=True)
 
 
 def read_key(folder: Path) -> BatchKey | None:
