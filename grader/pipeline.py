@@ -134,13 +134,13 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             return _finish(result, out_dir, started)
         info = submission.assignment
         result.update(assignment=info.id, title=info.title, max_score=float(info.points))
-        result["submission"] = {"source": str(path), "sha256": submission.sha256,
+        result["submission"] = {"source": printable_path(path), "sha256": submission.sha256,
                                 "notebook": submission.notebook.name, "notes": list(submission.notes)}
         check_gradable(info.id)
         rubric = load_rubric(rubrics_dir() / f"{info.id}.yaml")
         result.update(title=rubric.title, max_score=rubric.points, bonus_max=rubric.bonus_max)
         seed = options.seed if options.seed is not None else secrets.randbits(31)
-        record = {"seed": seed, "source": str(Path(path).resolve()), "sha256": submission.sha256,
+        record = {"seed": seed, "source": printable_path(Path(path).resolve()), "sha256": submission.sha256,
                   "assignment": info.id, "rubric_sha256": _file_sha256(rubrics_dir() / f"{info.id}.yaml"),
                   "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()
                               if k != "seed"}}
@@ -253,7 +253,7 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
         if out_dir is not None:
             _write_json(out_dir / "record.json", {"error": f"{type(exc).__name__}: {exc}",
                                                    "traceback": traceback.format_exc()[-4000:],
-                                                   "source": str(Path(path).resolve())})
+                                                   "source": printable_path(Path(path).resolve())})
         return _finish(result, out_dir, started)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -280,6 +280,31 @@ def warm_up() -> None:
     warm_notebook_pages()
 
 
+def printable_path(path: Path | str) -> str:
+    """A path as text that any JSON/UTF-8 writer takes: bytes that are not UTF-8 (a file name from
+    another system) are written as \\xNN escapes instead of crashing the write."""
+    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
+
+
+def _printable(value):
+    """`value` with every string made encodable as UTF-8: lone surrogates (undecodable bytes of a
+    file name, carried into a message) become visible escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            try:
+                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
 def _file_sha256(path: Path) -> str:
     import hashlib
 
@@ -295,6 +320,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _finish(result: dict, out_dir: Path | None, started: float) -> dict:
+    result.update(_printable(result))
     result["duration_s"] = round(time.monotonic() - started, 3)
     if out_dir is not None:
         _write_json(out_dir / "result.json", result)

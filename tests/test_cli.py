@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -36,6 +37,17 @@ def test_a_corrupt_zip_is_rejected_with_exit_2_and_a_result_file(tmp_path):
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["status"] == "rejected" and result["reason"]
     assert (tmp_path / "out" / "feedback.html").is_file()
+
+
+def test_a_file_name_that_is_not_utf8_is_graded_or_rejected_never_a_crash(tmp_path):
+    """Names from other systems (LMS downloads): the path is written as printable text."""
+    bad = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffname.zip"))
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    done = subprocess.run([*GRADE, os.fsencode(str(bad)), "--out", "out", "-q"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert_one_line_rejection(done, "rejected")
+    result = json.loads((tmp_path / "out" / "result.json").read_text(encoding="utf-8"))
+    assert result["status"] == "rejected"
 
 
 def test_an_empty_zip_is_rejected(tmp_path):
