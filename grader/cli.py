@@ -22,6 +22,7 @@ from grader.formats.command import export_app, template_app
 from grader.i18n import msg
 from grader.review.command import regrade, review
 from grader.similarity.command import similarity
+from grader.phase.command import phase
 
 EXIT_OK, EXIT_REJECTED, EXIT_GRADER_FAILED = 0, 2, 3
 
@@ -136,6 +137,7 @@ def expected(
 
 app.command("batch")(batch)
 app.command("similarity")(similarity)  # grade similarity BATCH_DIR: pairs that look copied
+app.command("phase")(phase)  # grade phase BATCH_DIR... --out DIR: the Phase 2 grade of a class
 app.command("review")(review)
 app.command("regrade")(regrade)
 app.add_typer(template_app, name="template")   # grade template export ID DIR

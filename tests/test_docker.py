@@ -21,7 +21,7 @@ from grader.errors import SandboxUnavailable
 from grader.pipeline import GradeOptions, grade_submission
 from grader.sandbox import SandboxJob, run_notebook
 
-from tests.conftest import SOLUTION, make_notebook
+from tests.conftest import REPO, SOLUTION, make_notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.notebook]
 docker = pytest.importorskip("docker", reason="the docker extra is not installed (pip install 'grader[docker]')")
@@ -221,3 +221,33 @@ def test_a_cell_that_ignores_signals_and_hangs_gets_the_same_result_in_a_docker_
     assert verdict(in_docker) == verdict(alone)
     assert gradebook_row(tmp_path / "docker", "hang")["reason"] == EXPECTED_REASON
     assert containers(engine) == []
+
+
+def test_the_image_holds_every_module_the_reference_notebooks_import(engine, tmp_path):
+    """Each assignment's reference grades in the docker sandbox: every top-level module its
+    notebook imports is importable in the image (checked in one container for all of them)."""
+    import ast
+
+    import nbformat
+
+    modules = set()
+    for notebook in sorted((REPO / "reference" / "solutions").glob("*/*.ipynb")):
+        for cell in nbformat.read(str(notebook), as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    modules.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    modules.add(node.module.split(".")[0])
+    assert {"torch", "numpy", "matplotlib"} <= modules
+    probe = "import importlib\nfor name in %r:\n    importlib.import_module(name)\nprint('ALL-IMPORTED')" % sorted(modules)
+    execution = run_in_docker(tmp_path, probe, cell_timeout_s=120, timeout_s=240)
+    assert execution.status == "completed", [(p.kind, str(p.message)) for p in execution.problems]
+    outputs = "".join(o.get("text", "") for cell in execution.notebook["cells"] for o in cell.get("outputs", []))
+    assert "ALL-IMPORTED" in outputs

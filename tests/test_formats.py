@@ -1,6 +1,7 @@
 """Platform formats: GitHub Classroom's reporter JSON, Gradescope's results.json (and the
 autograder zip that writes it), JUnit XML. Each is validated against its specification (field
-names, types, enumerations) and its points add up to result.json's `score + bonus`.
+names, types, enumerations) and its points add up to result.json's `score`: the bonus is reported
+apart and pending points are not in the total (grader.rubric.policy; tests/test_policy.py).
 
 Unit tests use result dicts shaped like the pipeline's; the `notebook` tests grade real
 submissions (the reference solution as the staff, the blank template as a student) and run
@@ -106,16 +107,19 @@ def reporter(document: dict) -> tuple[float, float, bool]:
 def check_classroom(document: dict, result: dict) -> None:
     jsonschema.validate(document, CLASSROOM_SCHEMA)
     total, maximum, _ = reporter(document)
-    assert total == pytest.approx(result["score"] + result["bonus"])
+    # the policy: Classroom's points are the score, bonus apart
+    assert total == pytest.approx(result["score"] if result["status"] == "graded" else 0.0)
+    assert total <= maximum or maximum == 0
     assert maximum == result["max_score"]
     assert decode(encode(document)) == document
 
 
 def check_gradescope(document: dict, result: dict) -> None:
     jsonschema.validate(document, GRADESCOPE_SCHEMA)
-    assert sum(t["score"] for t in document["tests"]) == pytest.approx(document["score"])
+    # the policy: the score is result.json's score; bonus tests are shown, apart from it
+    assert sum(t["score"] for t in document["tests"] if "bonus" not in t["tags"]) == pytest.approx(document["score"])
     if result["status"] == "graded":
-        assert document["score"] == pytest.approx(result["score"] + result["bonus"])
+        assert document["score"] == pytest.approx(result["score"])
     numbers = [t["number"] for t in document["tests"]]
     assert len(numbers) == len(set(numbers))
 
@@ -137,22 +141,24 @@ def check_junit(xml_text: str, result: dict) -> ET.Element:
     props = {p.get("name"): p.get("value") for p in suite.find("properties").findall("property")}
     for name in ("score", "max_score", "bonus", "bonus_max", "total"):
         float(props[name])
-    assert float(props["total"]) == pytest.approx(result["score"] + result["bonus"])
+    assert float(props["total"]) == pytest.approx(result["score"] if result["status"] == "graded" else 0.0)
     assert props["status"] == result["status"]
     checks = result["checks"] if result["status"] == "graded" else []
     if checks:
         assert [c.get("name") for c in cases] == [c["id"] for c in checks]
         scores = []
+        bonus_scores = []
         for case, check in zip(cases, checks):
             assert list(case)[0].tag == "properties"  # properties first, then the outcome
             case_props = {p.get("name"): p.get("value") for p in case.find("properties").findall("property")}
             assert case_props["status"] == check["status"]
             assert float(case_props["max_score"]) == check["max_score"]
-            scores.append(float(case_props["score"]))
+            (bonus_scores if check["bonus"] else scores).append(float(case_props["score"]))
             assert case.get("classname") == f"{result['assignment']}.{check['criterion']}"
             outcome = {"fail": "failure", "error": "error", "pending": "skipped"}.get(check["status"])
             assert [child.tag for child in case if child.tag != "properties"] == ([outcome] if outcome else [])
-        assert sum(scores) == pytest.approx(float(props["total"]))
+        assert sum(scores) == pytest.approx(float(props["total"]))  # bonus apart from the total
+        assert sum(bonus_scores) == pytest.approx(float(props["bonus"]))
         for criterion, values in result["criteria"].items():
             assert float(props[f"criterion.{criterion}.score"]) == values["score"]
     else:
@@ -221,8 +227,9 @@ def test_classroom_json_follows_the_reporters_format(name):
 def test_classroom_every_check_is_a_test_with_its_own_score():
     result = fake_result(MIXED, fraction={"exp-benchmark-results": 0.5})
     document = to_classroom(result)
-    assert len(document["tests"]) == len(RUBRIC.items)
-    by_id = {test["name"].split(":")[0]: test for test in document["tests"]}
+    assert len(document["tests"]) == len(RUBRIC.items) + 1  # and the summary, last
+    assert document["tests"][-1]["name"].startswith("summary: ")
+    by_id = {test["name"].split(":")[0]: test for test in document["tests"][:-1]}
     assert by_id["impl-sdpa-output"]["status"] == "fail"
     assert "message of impl-sdpa-output" in by_id["impl-sdpa-output"]["message"]
     assert "Hint: hint of impl-sdpa-output" in by_id["impl-sdpa-output"]["message"]
@@ -234,7 +241,8 @@ def test_classroom_every_check_is_a_test_with_its_own_score():
     for pending in ("impl-hidden-chunked", "theory-complexity", "theory-online-softmax", "exp-analysis"):
         assert by_id[pending]["status"] == "pass" and by_id[pending]["score"] == 0
         assert by_id[pending]["message"].startswith("pending: ")
-    assert by_id["bonus-flash"]["name"].endswith("(bonus)")
+    assert by_id["bonus-flash"]["name"].endswith("(bonus: 2 / 2 points, counted apart from the total)")
+    assert by_id["bonus-flash"]["score"] == 0  # apart from Classroom's points
     assert by_id["impl-sdpa-output"]["filename"] == "self_attention_optimized.ipynb"
     assert by_id["impl-sdpa-output"]["line_no"] == 10
     assert document["status"] == "fail"
@@ -252,10 +260,10 @@ def test_classroom_status_pass_fail_error():
     failed = to_classroom(error_result("internal error: boom", assignment=ASSIGNMENT))
     assert failed["status"] == "error" and [t["name"] for t in failed["tests"]] == ["grader"]
     assert failed["max_score"] == 30.0
-    # a bonus can lift Classroom's points above max_score: the sum is score + bonus
+    # the bonus never lifts Classroom's points: the sum is the score (tests/test_policy.py)
     total, maximum, failed_job = reporter(to_classroom(fake_result()))
     manual = sum(i.points for i in RUBRIC.items if i.kind == "manual")
-    assert (total, maximum, failed_job) == (RUBRIC.points - manual + RUBRIC.bonus_max, RUBRIC.points, False)
+    assert (total, maximum, failed_job) == (RUBRIC.points - manual, RUBRIC.points, False)
 
 
 # --- JUnit --------------------------------------------------------------------------------------
@@ -314,7 +322,8 @@ def test_gradescope_tests_visibility_numbers_tags_and_pending_items():
     public = by_name["title of impl-sdpa-output"]
     assert public["visibility"] == "visible" and public["number"] == "1.1" and public["tags"] == ["implementation"]
     assert "hint of impl-sdpa-output" in public["output"]
-    assert by_name["title of bonus-flash (bonus)"]["tags"] == ["implementation", "bonus"]
+    assert by_name["title of bonus-flash (bonus: 2 / 2 points, counted apart from the total)"]["tags"] == [
+        "implementation", "bonus"]
     assert by_name["title of cq-docstrings"]["number"] == "4.3"
     # pending items (a TA's, or decided later) are listed in the output, not tests
     for item_id in ("theory-online-softmax", "exp-analysis", "theory-complexity", "impl-hidden-chunked"):
@@ -469,7 +478,8 @@ def test_run_autograder_grades_the_reference_solution_with_the_hidden_checks(tmp
     document = run_autograder(root, SOLUTION)
     check_gradescope(document, {"status": "other"})
     auto = sum(i.points for i in RUBRIC.items if i.kind != "manual" and not i.bonus)
-    assert document["score"] == pytest.approx(auto + RUBRIC.bonus_max)
+    assert document["score"] == pytest.approx(auto)  # the bonus is apart (extra_data)
+    assert document["extra_data"]["bonus"] == RUBRIC.bonus_max
     assert all(t["status"] == "passed" and t["score"] == t["max_score"] for t in document["tests"])
     hidden = [t for t in document["tests"] if "hidden" in t["tags"]]
     assert len(hidden) == 2 and {t["visibility"] for t in hidden} == {"after_published"}
@@ -512,7 +522,7 @@ def test_every_format_of_real_results(real_results):
     blank = to_classroom(student)
     assert blank["status"] == "fail" and reporter(blank)[0] == 0
     by_id = {c["id"]: c for c in student["checks"]}
-    for test in blank["tests"]:
+    for test in blank["tests"][:-1]:  # the last one is the summary
         check = by_id[test["name"].split(":")[0]]
         if check["status"] == "fail" and check["visibility"] == "public":
             assert check["message"] in test["message"] and check["hint"] in test["message"]

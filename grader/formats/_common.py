@@ -19,14 +19,21 @@ def is_hidden(check: dict) -> bool:
 
 
 def total_score(result: dict) -> float:
-    """What the platforms count: the score plus the bonus (the bonus may lift it over max_score)."""
-    return round(float(result.get("score") or 0.0) + float(result.get("bonus") or 0.0), 4)
+    """What the platforms count as the total: the assignment's points earned so far, bonus apart
+    and pending items not in it (grader.rubric.policy); 0 for a result that was not graded."""
+    from grader.rubric.policy import totals
+
+    return totals(result).score
 
 
-def check_name(check: dict) -> str:
+def check_name(check: dict, lang: str | None = None) -> str:
+    """`<id>: <title>`, and for a bonus or pending item what the policy says of its points
+    ("bonus: 2 / 2 points, counted apart from the total", "pending: 2 points ...")."""
+    from grader.rubric.policy import item_note
+
     title = check.get("title") or check["id"]
-    bonus = " (bonus)" if check.get("bonus") else ""
-    return f"{check['id']}: {title}{bonus}"
+    note = item_note(check, lang)
+    return f"{check['id']}: {title}" + (f" ({note})" if note else "")
 
 
 def hint_label(lang: str | None) -> str:

@@ -10,11 +10,19 @@ Classroom's points are the sum of the tests' `score`s out of `max_score`, and th
 `status` is "fail" or "error". Mapping (documented in the README of an exported template):
 
 * every rubric item of a graded result is one test, in rubric order, with its own `score`
-  (fractions allowed), so the sum of the scores is `score + bonus` of result.json and
-  `max_score` is the assignment's points (the bonus can lift the sum above it);
+  (fractions allowed); `max_score` is the assignment's points. The policy on bonus and pending
+  points (grader.rubric.policy): Classroom shows one total, the sum of the scores, and that
+  total is `score` of result.json -- never more than `max_score`:
+  - a bonus item's test has score 0 and its name says what it earned, apart from the total
+    ("bonus-flash: Flash attention (bonus: 2 / 2 points, counted apart from the total)");
+  - a pending item (a free-text answer awaiting a TA; a hidden check or answer key on a
+    student's installation) is not a failure: status "pass", score 0, its name says its points
+    are pending and not in the total, the message starts with "pending: ";
+  - a last test `summary` (status "pass", score 0) spells the total out beside Classroom's
+    "Points": "summary: 25 / 30 points; 5 points pending review, not in the total; bonus 5 / 5,
+    counted apart from the total" (in the result's language);
 * a test's `status` is "pass" | "fail" | "error" (the check's own; a check the grader could not
-  run is "error"). Pending items (free-text answers awaiting a TA; hidden checks and answer keys
-  on a student's installation) are not failures: status "pass", score 0, message "pending: ...";
+  run is "error");
 * the run's `status` is "error" when the grader failed, "fail" when a check failed or errored or
   the submission was rejected, else "pass";
 * `tests` is never empty: a rejected submission is one "fail" test, a grader failure one "error"
@@ -30,6 +38,7 @@ import base64
 import json
 
 from grader.formats._common import check_name, check_text, graded_checks, is_hidden
+from grader.rubric.policy import summary_text
 
 VERSION = 1
 TEST_FIELDS = ("name", "status", "score", "message", "test_code", "filename", "line_no", "duration")
@@ -52,10 +61,12 @@ def _test(check: dict, result: dict) -> dict:
         test_status = "error"
     if is_hidden(check) and status != "pending":
         text = f"hidden check: {status}"
+    # The policy: bonus apart from the total, pending not in it (the name says so).
+    counted = status != "pending" and not check.get("bonus")
     return {
-        "name": check_name(check),
+        "name": check_name(check, result.get("lang")),
         "status": test_status,
-        "score": float(check.get("score") or 0.0),
+        "score": float(check.get("score") or 0.0) if counted else 0.0,
         "message": text,
         "test_code": f"grade --assignment {result.get('assignment')} (rubric item {check['id']})",
         "filename": _notebook(result),
@@ -81,7 +92,11 @@ def to_classroom(result: dict) -> dict:
         return {"version": VERSION, "status": status, "max_score": max_score, "tests": tests}
     tests = [_test(check, result) for check in checks]
     failed = any(t["status"] in ("fail", "error") for t in tests)
-    # The reporter sums the tests' scores: score + bonus of result.json (tests/test_formats.py).
+    summary = summary_text(result, result.get("lang"))
+    tests.append({"name": f"summary: {summary}", "status": "pass", "score": 0.0, "message": summary,
+                  "test_code": f"grade --assignment {result.get('assignment')}", "filename": _notebook(result),
+                  "line_no": 0, "duration": float(result.get("duration_s") or 0.0)})
+    # The reporter sums the tests' scores: `score` of result.json, bonus apart (tests/test_policy.py).
     return {"version": VERSION, "status": "fail" if failed else "pass", "max_score": max_score, "tests": tests}
 
 

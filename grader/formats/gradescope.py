@@ -14,8 +14,14 @@ Mapping:
 * hidden checks have `visibility` "after_published" and show their verdict only; public ones are
   "visible" (both configurable);
 * free-text items (and anything else pending) are not tests: a TA scores them in Gradescope
-  (a manually graded question); `output` lists them. So the sum of the tests' scores is the
-  top-level `score`, which is result.json's `score + bonus`;
+  (a manually graded question); `output` lists them as pending, not in the score;
+* the policy on bonus and pending points (grader.rubric.policy): the top-level `score` (which
+  Gradescope takes over the tests' sum) is result.json's `score`, bonus apart. A bonus item is
+  a test tagged "bonus" that shows what it earned, its name saying it is counted apart from the
+  score; so the sum of the other tests' scores is the top-level `score`. `output` starts with
+  the policy's line ("25 / 30 points; 5 points pending review, not in the total; bonus 5 / 5,
+  counted apart from the total") and `extra_data` carries the numbers (`max_score`,
+  `pending`, `bonus`, `bonus_max`, `bonus_pending`);
 * `leaderboard`: from result.json's `metrics` (a list of {name, value, order}) when the
   assignment produces one. w6-self-attention has no leaderboard metric (its benchmark numbers are
   the student's own measurements, so ranking by them would rank self-reported values): omitted;
@@ -39,6 +45,7 @@ import zipfile
 from pathlib import Path
 
 from grader.formats._common import CRITERIA, check_text, graded_checks, is_hidden, is_manual, total_score
+from grader.rubric.policy import item_note, summary_text, totals
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 FILES = Path(__file__).resolve().parents[1] / "templates_export" / "gradescope"
@@ -63,8 +70,7 @@ def _summary(result: dict, pending: list[dict]) -> str:
     if status != "graded":
         what = "rejected" if status == "rejected" else "not graded: the grader failed"
         return f"**{title}**: {what}.\n\n{result.get('reason') or ''}".strip()
-    lines = [f"**{title}**: {float(result.get('score') or 0):g} / {float(result.get('max_score') or 0):g} "
-             f"automatic points, bonus {float(result.get('bonus') or 0):g} / {float(result.get('bonus_max') or 0):g}."]
+    lines = [f"**{title}**: {summary_text(result, result.get('lang'))}."]
     if pending:
         lines.append("")
         lines.append("Awaiting review (not in this score):")
@@ -98,7 +104,8 @@ def to_gradescope(result: dict, *, visibility: str = "visible", stdout_visibilit
             "score": float(check.get("score") or 0.0),
             "max_score": float(check.get("max_score") or 0.0),
             "status": "passed" if check.get("status") == "pass" else "failed",
-            "name": f"{check.get('title') or check['id']}{' (bonus)' if check.get('bonus') else ''}",
+            "name": f"{check.get('title') or check['id']}" + (f" ({item_note(check, result.get('lang'))})"
+                                                              if check.get("bonus") else ""),
             "number": number,
             "output": check_text(check, lang=result.get("lang")) if not hidden else f"hidden check: {check.get('status')}",
             "tags": tags,
@@ -113,6 +120,10 @@ def to_gradescope(result: dict, *, visibility: str = "visible", stdout_visibilit
         "stdout_visibility": stdout_visibility,
         "tests": tests,
     }
+    if result.get("status") == "graded":
+        policy = totals(result)
+        document["extra_data"] = {"max_score": policy.max_score, "pending": policy.pending, "bonus": policy.bonus,
+                                  "bonus_max": policy.bonus_max, "bonus_pending": policy.bonus_pending}
     board = _leaderboard(result)
     if board:
         document["leaderboard"] = board

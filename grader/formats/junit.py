@@ -2,15 +2,20 @@
 
     <testsuites name="grader" tests failures errors skipped time>
       <testsuite name="<assignment>" tests failures errors skipped time timestamp>
-        <properties>  assignment, status, score, max_score, bonus, bonus_max, total (score + bonus),
-                      judged_with, grader_version, and criterion.<c>.score / max_score / pending
+        <properties>  assignment, status, score, max_score, bonus, bonus_max, total, pending,
+                      bonus_pending, judged_with, grader_version, criterion.<c>.score / max_score /
+                      pending, and group.<g>.score / max_score / pending (a rubric with groups)
         <testcase classname="<assignment>.<criterion>" name="<item id>" time="0">
-          <properties>  title, criterion, status, score, max_score, visibility, bonus
+          <properties>  title, criterion, status, score, max_score, visibility, bonus, pending
           <failure message type="fail"> (or <error type="error">, or <skipped> for a pending item)
 
-One test case per rubric item; points are properties (JUnit has no notion of points). The sum of
-the test cases' `score` properties equals the suite's `total`. A rejected submission is one test
-case `submission` with a failure, a grader failure one test case `grader` with an error.
+One test case per rubric item; points are properties (JUnit has no notion of points). The policy
+on bonus and pending points (grader.rubric.policy): `total` is the assignment's points earned so
+far, result.json's `score` -- the bonus is apart (`bonus`, of at most `bonus_max`) and pending
+points are not in it (`pending`, `bonus_pending`; a pending test case is skipped and carries
+its points as `pending`). So the sum of the `score` properties of the test cases that are not
+bonus equals `total`. A rejected submission is one test case `submission` with a failure, a
+grader failure one test case `grader` with an error.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from grader.formats._common import CRITERIA, check_text, graded_checks, is_hidden, total_score
+from grader.rubric.policy import totals
 
 
 # Characters XML 1.0 cannot hold (a traceback's ANSI colours, NULs): dropped, or the file is not XML.
@@ -50,16 +56,23 @@ def to_junit(result: dict) -> ET.Element:
     suite = ET.Element("testsuite", name=assignment, time=duration)
     if result.get("finished_at"):
         suite.set("timestamp", str(result["finished_at"]).rstrip("Z"))
+    policy = totals(result)
     suite_props = {"assignment": assignment, "title": result.get("title"), "status": result.get("status"),
                    "score": float(result.get("score") or 0.0), "max_score": float(result.get("max_score") or 0.0),
-                   "bonus": float(result.get("bonus") or 0.0), "bonus_max": float(result.get("bonus_max") or 0.0),
-                   "total": total_score(result), "judged_with": result.get("judged_with"),
-                   "grader_version": result.get("grader_version")}
+                   "bonus": policy.bonus if policy.graded else float(result.get("bonus") or 0.0),
+                   "bonus_max": float(result.get("bonus_max") or 0.0),
+                   "total": total_score(result), "pending": policy.pending, "bonus_pending": policy.bonus_pending,
+                   "judged_with": result.get("judged_with"), "grader_version": result.get("grader_version")}
     for criterion in CRITERIA:
         values = (result.get("criteria") or {}).get(criterion)
         if values:
             for key in ("score", "max_score", "pending"):
                 suite_props[f"criterion.{criterion}.{key}"] = float(values.get(key) or 0.0)
+    groups = result.get("groups") if isinstance(result.get("groups"), dict) else {}
+    for group, values in groups.items():
+        if isinstance(values, dict):
+            for key in ("score", "max_score", "pending"):
+                suite_props[f"group.{group}.{key}"] = float(values.get(key) or 0.0)
     _properties(suite, suite_props)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     checks = graded_checks(result)
@@ -79,7 +92,9 @@ def to_junit(result: dict) -> ET.Element:
         _properties(case, {"title": check.get("title"), "criterion": check.get("criterion"),
                            "status": check.get("status"), "score": float(check.get("score") or 0.0),
                            "max_score": float(check.get("max_score") or 0.0),
-                           "visibility": check.get("visibility"), "bonus": bool(check.get("bonus"))})
+                           "visibility": check.get("visibility"), "bonus": bool(check.get("bonus")),
+                           "pending": float(check.get("max_score") or 0.0) if check.get("status") == "pending"
+                           else None})
         counts["tests"] += 1
         status = check.get("status")
         text = _clean(check_text(check, lang=result.get("lang")))

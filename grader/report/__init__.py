@@ -575,14 +575,18 @@ def render_summary(result: dict, console: Console) -> None:
             )
         )
 
-    if v["criteria"]:
-        table = Table(title=t("Score by criterion"), title_justify="left")
-        table.add_column(t("Criterion"))
+    charts = [(v["parts"], t("policy.parts_heading"), t("policy.part")),
+              (v["criteria"], t("Score by criterion"), t("Criterion"))]
+    for rows, heading, column in charts:
+        if not rows:
+            continue
+        table = Table(title=heading, title_justify="left")
+        table.add_column(column)
         table.add_column(t("Score"), justify="right")
         table.add_column(t("Max"), justify="right")
         table.add_column(t("Awaiting TA review"), justify="right")
         table.add_column("", no_wrap=True)
-        for c in v["criteria"]:
+        for c in rows:
             table.add_row(
                 Text(c["label"]),
                 Text(c["score_text"]),
