@@ -32,7 +32,9 @@ GRADABLE = {"w6-self-attention": "grader.assignments.w6_self_attention",
             "w5-lstm": "grader.assignments.w5_lstm",
             "w5-resnet": "grader.assignments.w5_resnet",
             "w5-attention": "grader.assignments.w5_attention",
-            "w7-positional": "grader.assignments.w7_positional"}
+            "w7-positional": "grader.assignments.w7_positional",
+            "w8-midterm": "grader.assignments.w8_midterm",
+            "w7-transformer": "grader.assignments.w7_transformer"}
 
 DATA_DIR = Path(__file__).with_name("data")
 REPO_ROOT = Path(__file__).resolve().parents[2]
