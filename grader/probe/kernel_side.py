@@ -37,6 +37,19 @@ def __grader_probe(plan, inputs_b64):
     from torch.utils._pytree import tree_flatten
 
     namespace = globals()
+
+    def lookup(name):
+        # "package.Name": code beside the notebook (the midterm's package), imported, then the attribute.
+        found = namespace.get(name)
+        if found is None and "." in name:
+            import importlib
+
+            module_name, _, attribute = name.rpartition(".")
+            try:
+                found = getattr(importlib.import_module(module_name), attribute, None)
+            except Exception:  # noqa: BLE001 - a package that does not import: the call is "missing"
+                found = None
+        return found
     inputs = load_tensors(base64.b64decode(inputs_b64))
     device = plan.get("device") or "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -155,9 +168,19 @@ def __grader_probe(plan, inputs_b64):
     def on_alarm(signum, frame):
         raise ProbeCallTimeout()
 
+    probe_file = None  # the probe cell's own file: its frames are not the student's
+    try:
+        import sys as _sys
+
+        probe_file = _sys._getframe().f_code.co_filename
+    except (AttributeError, ValueError):
+        pass
+
     def student_line(tb):
         # The innermost frame that belongs to the notebook (an ipykernel cell), for the message.
         for frame in reversed(traceback.extract_tb(tb)):
+            if frame.filename == probe_file:
+                continue
             if "ipykernel" in frame.filename or frame.filename.startswith("<"):
                 return {"function": frame.name, "line": frame.lineno, "code": (frame.line or "")[:120]}
         return None
@@ -206,7 +229,7 @@ def __grader_probe(plan, inputs_b64):
         return problems
 
     def run_module(call, entry, tensors):
-        cls = namespace.get(call["function"])
+        cls = lookup(call["function"])
         module = cls(**call.get("init_kwargs", {}))
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"{call['function']}(...) is not a torch.nn.Module")
@@ -254,10 +277,10 @@ def __grader_probe(plan, inputs_b64):
         return None
 
     def run_object(call, entry, tensors):
-        target = namespace.get(call["function"])
+        target = lookup(call["function"])
         if call.get("method"):
             target = getattr(target, call["method"])
-        model = namespace.get(call["function"])
+        model = lookup(call["function"])
         if isinstance(model, torch.nn.Module):
             model.eval()
             first = next(iter(model.parameters()), None)
@@ -272,7 +295,7 @@ def __grader_probe(plan, inputs_b64):
         entry["n_outputs"] = len(values)
 
     def run_function(call, entry, tensors, measuring):
-        fn = namespace.get(call["function"])
+        fn = lookup(call["function"])
         args, kwargs = tensor_args(call)
         values = outputs_of(fn(*args, **kwargs))
         if not measuring:
@@ -297,7 +320,7 @@ def __grader_probe(plan, inputs_b64):
     for call in ordered:
         cid, name, kind = call["id"], call["function"], call.get("kind", "function")
         hidden, measuring = bool(call.get("hidden")), bool(call.get("measure"))
-        target = namespace.get(name)
+        target = lookup(name)
         if kind == "object" and target is None:
             calls[cid] = {"status": "missing", "message": f"no object named {name} was left by the notebook"}
             continue
