@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from grader.assignments import AssignmentSpec
-from grader.assignments.w6_self_attention import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS
+from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS
 from grader.data import SEQ2SEQ_FOLDER, make_seq2seq, seq2seq_pairs
 from grader.i18n import Message, msg
 from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, describe_shape, \

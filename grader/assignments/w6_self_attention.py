@@ -16,7 +16,7 @@ from grader.assignments import AssignmentSpec
 from grader.i18n import msg
 from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, output_check
 from grader.judge.quality import quality_checks
-from grader.judge.requirements import Forbidden, Growth
+from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS, Forbidden, Growth
 from grader.probe import ArtifactSpec, ProbeCall
 from grader.rubric.models import Tolerance
 
@@ -129,22 +129,6 @@ FUNCTIONS = ("scaled_dot_product_attention", "causal_mask", "padding_mask", "com
 COST_SIZES = (128, 256, 512)        # T of the measuring calls (B = H = 1, d = 16): each well under a second
 COST_D = 16
 COST_CHUNK = 64
-
-FUSED_ATTENTION_APIS = (
-    "torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward",
-    "torch.nn.MultiheadAttention", "torch.nn.attention", "torch.nn.Transformer", "torch.nn.TransformerEncoder",
-    "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer",
-    "torch._native_multi_head_attention", "torch.ops.aten.scaled_dot_product_attention",
-    "torch.ops.aten._scaled_dot_product_attention_math", "torch.ops.aten._scaled_dot_product_flash_attention",
-    "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
-    "torch.ops.aten._scaled_dot_product_efficient_attention", "torch.ops.aten._scaled_dot_product_cudnn_attention",
-    "torch.ops.aten._native_multi_head_attention", "flash_attn", "xformers",
-)
-FUSED_ATTENTION_OPS = ("aten::_scaled_dot_product_*", "aten::scaled_dot_product_attention",
-                       "aten::_native_multi_head_attention", "aten::_fused_sdp_choice",
-                       "torch:scaled_dot_product_attention", "torch:multi_head_attention_forward",
-                       "torch:_native_multi_head_attention")
-
 
 def _cost_calls(prefix: str, function: str, **kwargs) -> list[ProbeCall]:
     return [ProbeCall(f"m_{prefix}_{t}", function, (f"m{t}_q", f"m{t}_k", f"m{t}_v"), kwargs=dict(kwargs), measure=True)

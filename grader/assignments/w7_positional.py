@@ -25,7 +25,7 @@ import math
 import torch
 
 from grader.assignments import AssignmentSpec
-from grader.assignments.w6_self_attention import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS
+from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS
 from grader.i18n import Message, msg
 from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check
 from grader.judge.encodings import (describe_relative_bias, describe_rope, describe_sinusoid, norm_change,

@@ -47,6 +47,24 @@ class Growth:
 
 Requirement = Forbidden | Growth
 
+# What "implemented, not borrowed" forbids wherever the sheet asks for attention written by hand
+# (w5-attention, w6, w7, the midterm): torch's attention and transformer modules, the fused
+# kernels and their ATen operators, and the usual third-party kernels.
+FUSED_ATTENTION_APIS = (
+    "torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward",
+    "torch.nn.MultiheadAttention", "torch.nn.attention", "torch.nn.Transformer", "torch.nn.TransformerEncoder",
+    "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer",
+    "torch._native_multi_head_attention", "torch.ops.aten.scaled_dot_product_attention",
+    "torch.ops.aten._scaled_dot_product_attention_math", "torch.ops.aten._scaled_dot_product_flash_attention",
+    "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
+    "torch.ops.aten._scaled_dot_product_efficient_attention", "torch.ops.aten._scaled_dot_product_cudnn_attention",
+    "torch.ops.aten._native_multi_head_attention", "flash_attn", "xformers",
+)
+FUSED_ATTENTION_OPS = ("aten::_scaled_dot_product_*", "aten::scaled_dot_product_attention",
+                       "aten::_native_multi_head_attention", "aten::_fused_sdp_choice",
+                       "torch:scaled_dot_product_attention", "torch:multi_head_attention_forward",
+                       "torch:_native_multi_head_attention")
+
 
 @dataclass
 class Outcome:
