@@ -130,6 +130,7 @@ COST_SIZES = (128, 256, 512)        # T of the measuring calls (B = H = 1, d = 1
 COST_D = 16
 COST_CHUNK = 64
 
+
 def _cost_calls(prefix: str, function: str, **kwargs) -> list[ProbeCall]:
     return [ProbeCall(f"m_{prefix}_{t}", function, (f"m{t}_q", f"m{t}_k", f"m{t}_v"), kwargs=dict(kwargs), measure=True)
             for t in COST_SIZES]
