@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from grader.assignments import get_spec, load_staff, prepare_probe
-from grader.assignments.w5_resnet import (_pooled_correlation, cam_from_features, crop_offsets, resnet_parameter_count,
-                                          warmup_cosine_lr)
+from grader.assignments.w5_resnet import (_pooled_correlation, cam_from_features, crop_offsets, declared_trace,
+                                          resnet_parameter_count)
 from grader.data import CIFAR_FOLDER, make_cifar_smoke, read_cifar_bin, write_cifar_bin
 from grader.i18n import catalog
 from grader.rubric import load_rubric
@@ -118,8 +118,9 @@ def test_the_reference_is_wired_as_the_template_says_and_its_loss_is_torchs():
     logits, targets = torch.randn(7, 10), torch.randint(0, 10, (7,))
     torch.testing.assert_close(smoothed_cross_entropy(logits, targets, 0.2),
                                F.cross_entropy(logits, targets, label_smoothing=0.2))
+    trace = declared_trace(30, 0.1, 4)
     for step in range(30):
-        assert warmup_cosine_lr(step, 30, 0.1, 4) == pytest.approx(reference_lr(step, 30, 0.1, 4), abs=1e-15)
+        assert float(trace[step]) == pytest.approx(reference_lr(step, 30, 0.1, 4), abs=1e-12)
 
 
 def test_crop_offsets_finds_each_crop_and_mirror():

@@ -293,7 +293,8 @@ def resnet_parameter_count(depth: int = 20, num_classes: int = N_CLASSES, bottle
     expansion = 4 if bottleneck else 1
 
     def conv_bn(i: int, o: int, k: int) -> int:
-        return i * o * k * k + 2 * o
+        weight, gamma_beta = (o, i, k, k), 2 * o   # a bias-free convolution, then BN's affine pair
+        return math.prod(weight) + gamma_beta
 
     counts = {"conv1": 3 * base_width * 9, "bn1": 2 * base_width}
     channels = base_width
@@ -456,12 +457,14 @@ def _augmentation(ctx: CheckContext) -> Verdict:
 
 # --- the learning-rate schedule: the trace against the schedule the template declares ---------------
 
-def warmup_cosine_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
-    """Linear warm-up to base_lr over warmup_steps steps, then cosine decay towards 0 at total_steps."""
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+def declared_trace(total_steps: int, base_lr: float, warmup_steps: int) -> torch.Tensor:
+    """The schedule the template declares, for every step at once (float64): linear warm-up to
+    base_lr over warmup_steps steps, then cosine decay towards 0 at total_steps."""
+    steps = torch.arange(total_steps, dtype=torch.float64)
+    warm = base_lr * (steps + 1) / max(warmup_steps, 1)
+    progress = (steps - warmup_steps) / max(1, total_steps - warmup_steps)
+    cosine = base_lr * 0.5 * (1.0 + torch.cos(math.pi * progress))
+    return torch.where(steps < warmup_steps, warm, cosine)
 
 
 def _schedule(ctx: CheckContext) -> Verdict:
@@ -472,7 +475,7 @@ def _schedule(ctx: CheckContext) -> Verdict:
             return problem
         trace = _tensor(outcome, 0)
         total, warmup, base = call.kwargs["total_steps"], call.kwargs["warmup_steps"], call.kwargs["base_lr"]
-        declared = torch.tensor([warmup_cosine_lr(s, total, base, warmup) for s in range(total)], dtype=torch.float64)
+        declared = declared_trace(total, base, warmup)
         if trace is None or trace.shape != declared.shape:
             return Verdict("fail", msg("w5r.lr_length", shape=_shape(trace) if trace is not None else "-", steps=total))
         wrong = ((trace.double() - declared).abs() > 1e-6 * base).nonzero()
