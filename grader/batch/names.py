@@ -75,7 +75,9 @@ def _escaped(ch: str) -> str:
 
 
 def _unsafe(ch: str) -> bool:
-    return ch == "%" or (ch != " " and unicodedata.category(ch) in _UNSAFE_CATEGORIES)
+    # "/": a name from a file system never holds one, but an id from elsewhere (a username, a
+    # record) must still never name a path below the batch folder.
+    return ch in "%/" or (ch != " " and unicodedata.category(ch) in _UNSAFE_CATEGORIES)
 
 
 def escape_name(name: str | bytes) -> str:
