@@ -412,7 +412,7 @@ def test_the_autograder_zip_holds_its_scripts_the_rubric_and_only_the_staff_modu
     with zipfile.ZipFile(without_staff) as z:
         assert not any(n.startswith("staff/") for n in z.namelist())
     with pytest.raises(UsageError):
-        build_autograder_zip("w8-midterm", tmp_path / "x.zip", engine_requirement="grader")
+        build_autograder_zip("w9-project", tmp_path / "x.zip", engine_requirement="grader")
 
 
 def test_the_export_gradescope_command(tmp_path):
@@ -428,7 +428,7 @@ def test_the_export_gradescope_command(tmp_path):
         assert json.loads(z.read("autograder.json"))["options"]["lang"] == "en"
     wrong = runner.invoke(export_app, ["gradescope", ASSIGNMENT, str(tmp_path / "ag.tar")])
     assert wrong.exit_code == 2 and ".zip" in wrong.output
-    unknown = runner.invoke(export_app, ["gradescope", "w8-midterm", str(tmp_path / "m.zip"),
+    unknown = runner.invoke(export_app, ["gradescope", "w9-project", str(tmp_path / "m.zip"),
                                          "--engine-requirement", "grader"])
     assert unknown.exit_code == 2
 

@@ -458,14 +458,21 @@ def test_no_notebook(tmp_path, dest):
         intake(src, dest, assignment="w6-self-attention")
 
 
-def test_unknown_and_ungradable_assignment(tmp_path, dest):
+def test_unknown_and_ungradable_assignment(tmp_path, dest, monkeypatch):
+    import dataclasses
+
+    from grader.assignments.catalog import CATALOG
+
     src = make_zip(tmp_path / "s.zip", full_tree())
     with pytest.raises(UsageError, match=r"unknown assignment 'w6-selfattention': known assignments are "
                                          r"w5-resnet, w5-lstm, .*, w8-midterm"):
         intake(src, dest, assignment="w6-selfattention")
-    with pytest.raises(UsageError, match=r"w8-midterm \(Midterm: a transformer from scratch\) cannot be graded "
+    # Every catalogued assignment has its notebook now (w8-midterm: report.ipynb): one without.
+    monkeypatch.setitem(CATALOG, "w9-project", dataclasses.replace(CATALOG["w8-midterm"], id="w9-project",
+                                                                    title="Final project", notebook=None))
+    with pytest.raises(UsageError, match=r"w9-project \(Final project\) cannot be graded "
                                          r"automatically yet"):
-        intake(src, dest, assignment="w8-midterm")
+        intake(src, dest, assignment="w9-project")
     assert list(dest.iterdir()) == []
 
 

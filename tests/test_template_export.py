@@ -116,7 +116,7 @@ def test_export_refuses_bad_requests(tmp_path):
     with pytest.raises(UsageError, match="not empty"):
         export_template(ASSIGNMENT, tmp_path / "full")
     with pytest.raises(UsageError):
-        export_template("w8-midterm", tmp_path / "m")
+        export_template("w9-project", tmp_path / "m")
     with pytest.raises(UsageError, match="runner label"):
         export_template(ASSIGNMENT, tmp_path / "r", runner_label="gpu; rm -rf /")
     with pytest.raises(UsageError, match="one requirement line"):

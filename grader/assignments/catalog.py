@@ -19,6 +19,10 @@ class AssignmentInfo:
     notebook: str | None
     artifact_dirs: tuple[str, ...]
     datasets: tuple[str, ...] = ()   # grader.data.DATASETS the notebook reads from DATA_DIR
+    # A submission with code beside the notebook (the midterm): the Python package the notebook
+    # imports (it stays in the run's working copy) and files handed in next to it (the slides).
+    package: str | None = None
+    files: tuple[str, ...] = ()
 
 
 CATALOG: dict[str, AssignmentInfo] = {
@@ -38,7 +42,9 @@ CATALOG: dict[str, AssignmentInfo] = {
                        "positional_encoding_comparison.ipynb", ("encoding_analysis", "length_generalization")),
         AssignmentInfo("w7-transformer", 7, "Encoder-decoder transformer", 25,
                        "transformer_enc_dec.ipynb", ("translation_model", "decoding_strategies"), ("multi30k",)),
-        AssignmentInfo("w8-midterm", 8, "Midterm: a transformer from scratch", 100, None, ()),
+        AssignmentInfo("w8-midterm", 8, "Midterm: a transformer from scratch", 100,
+                       "report.ipynb", ("applied", "analysis"), ("multi30k",), package="midterm",
+                       files=("slides.pdf",)),
     )
 }
 

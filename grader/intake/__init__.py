@@ -39,7 +39,7 @@ class IntakeLimits:
 @dataclass
 class Deliverable:
     name: str          # "self_attention_optimized.ipynb" or "performance_benchmark/"
-    kind: str          # "notebook" | "folder"
+    kind: str          # "notebook" | "folder" | "package" | "file"
     present: bool
     detail: str        # "3 files", "missing: create the folder ... next to the notebook"
 
@@ -135,6 +135,9 @@ def _examine(source: Path, dest: Path, info: AssignmentInfo | None, notes: list[
         nb_detail = f"graded {_rel(notebook, dest)} (expected the name {info.notebook})"
     deliverables = [Deliverable(info.notebook, "notebook", True, nb_detail)]
     deliverables += [_folder_deliverable(d, root, dest, notebook.name) for d in info.artifact_dirs]
+    if info.package:
+        deliverables.append(_package_deliverable(info.package, root))
+    deliverables += [_file_deliverable(f, root) for f in info.files]
     return Submission(assignment=info, root=root, notebook=notebook, deliverables=deliverables,
                       source=source, sha256=content_sha256(dest, root), notes=notes,
                       notebook_data=notebook_data)
@@ -232,6 +235,26 @@ def _folder_deliverable(dir_name: str, root: Path, dest: Path, notebook_name: st
                            f"missing next to the notebook: found {_rel(elsewhere[0], dest)}/; move it next "
                            f"to {notebook_name}")
     return Deliverable(label, "folder", False, f"missing: create the folder {label} next to the notebook")
+
+
+def _package_deliverable(name: str, root: Path) -> Deliverable:
+    """The Python package the report notebook imports (kind "package": unlike an artifact folder it
+    stays in the run's working copy)."""
+    folder = root / name
+    if not folder.is_dir():
+        return Deliverable(f"{name}/", "package", False, f"missing: put the package {name}/ next to the notebook")
+    if not (folder / "__init__.py").is_file():
+        return Deliverable(f"{name}/", "package", False, f"not a package: {name}/__init__.py is missing")
+    count = sum(1 for p in folder.rglob("*.py") if p.is_file())
+    return Deliverable(f"{name}/", "package", True, f"{count} Python file" + ("" if count == 1 else "s"))
+
+
+def _file_deliverable(name: str, root: Path) -> Deliverable:
+    found = next((p for p in root.iterdir() if p.is_file() and nfc(p.name).casefold() == nfc(name).casefold()), None)
+    if found is None:
+        return Deliverable(name, "file", False, f"missing: put {name} next to the notebook")
+    return Deliverable(name, "file", True, f"{found.stat().st_size} bytes" + (
+        "" if found.name == name else f" (named {found.name})"))
 
 
 def content_sha256(dest: Path, root: Path) -> str:
