@@ -16,7 +16,7 @@ demo: $(STAMP)
 	@echo "Report: grade-out/reference/feedback.html (and result.json, feedback.md, executed.ipynb)"
 
 unit: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not notebook" -q
+	$(VENV)/bin/python -m pytest -m "not notebook" -q -n 2 --dist loadfile
 
 notebooks: $(STAMP)
 	$(VENV)/bin/python -m pytest -m notebook -q -n 2 --dist loadfile
