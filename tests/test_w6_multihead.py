@@ -38,9 +38,18 @@ NOTEBOOK = "multihead_analysis.ipynb"
 RUBRIC = load_rubric(REPO / "rubrics" / "w6-multihead.yaml")
 AUTO_POINTS = sum(i.points for i in RUBRIC.items if i.kind != "manual" and not i.bonus)
 IMPLEMENTATION = {i.id for i in RUBRIC.items if i.criterion == "implementation" and i.kind == "check"}
+TORCH_THREADS = torch.get_num_threads()   # as the session started (before any notebook ran here)
 MHA_CHECKS = {"impl-mha-output", "impl-attention-maps", "impl-mha-gradients", "impl-head-weights",
               "impl-head-importance", "impl-head-selection", "impl-hidden-mha", "impl-hidden-importance",
               "bonus-dynamic-heads"}
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """The notebook's smoke profile sets torch to one thread (tiny models); in-process runs would
+    leave that setting to every later test of the session."""
+    yield
+    torch.set_num_threads(TORCH_THREADS)
 
 
 # --- the reference ---------------------------------------------------------------------------------
@@ -425,6 +434,25 @@ def test_without_the_staff_files_public_checks_use_the_stored_outputs_and_hidden
     assert {k for k, v in statuses.items() if v != "pass"} == hidden, statuses
     assert {statuses[h] for h in hidden} == {"pending"}
     assert {c["status"] for c in result["checks"] if c["id"].startswith("theory-")} == {"pending"}
+
+
+# --- experiments: claims checked against the run and the judge's own measurement ---------------------
+
+def test_a_table_that_claims_more_than_the_run_loses_the_experiment_points_it_claims(tmp_path):
+    """The submitted heads table says every model is perfect; the grader's run of the notebook
+    (experiments included) and its own scoring of MODEL say otherwise."""
+    submission = tmp_path / "submission"
+    shutil.copytree(SOLUTION, submission)
+    table = submission / "head_importance" / "heads_vs_performance.csv"
+    rows = table.read_text(encoding="utf-8").splitlines()
+    table.write_text("\n".join([rows[0]] + [",".join([r.split(",")[0], "1.0", "0.001"]) for r in rows[1:]]) + "\n",
+                     encoding="utf-8")
+    result = judge_in_process(submission / NOTEBOOK, "w6-multihead", tmp_path / "work")
+    statuses = {c["id"]: c["status"] for c in result["checks"] if c["criterion"] == "experiments"}
+    assert statuses == {"exp-heads-table": "fail", "exp-model-accuracy": "fail", "exp-importance-tables": "pass",
+                        "exp-head-patterns": "pass", "exp-importance-plot": "pass", "exp-analysis": "pending"}, statuses
+    assert "in the grader's run of your notebook" in result["by_id"]["exp-heads-table"]["message"]
+    assert "MODEL scores" in result["by_id"]["exp-model-accuracy"]["message"]
 
 
 # --- the student template ------------------------------------------------------------------------------
