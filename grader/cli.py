@@ -175,7 +175,7 @@ def validate_rubric(path: Annotated[Path, typer.Argument(help="A rubric YAML fil
         rubric = load_rubric(path)
     except RubricError as exc:
         for problem in exc.problems:
-            err.print(f"{path}: {problem}", markup=False, highlight=False)
+            err.print(f"{path}: {problem}", markup=False, highlight=False, soft_wrap=True)  # one problem, one line
         raise typer.Exit(EXIT_REJECTED)
     except UsageError as exc:
         _fail(EXIT_REJECTED, str(exc))

@@ -148,7 +148,7 @@ def test_a_hidden_getattr_is_caught_by_the_dynamic_layer_and_goes_to_a_ta(tmp_pa
     result = _judge(tmp_path, _variant(tmp_path, HIDDEN_FLASH))
     assert _not_passed(result) == {"bonus-flash": "pending"}
     check = result["by_id"]["bonus-flash"]
-    evidence = check["measured"]["own-implementation/flash_attention"]
+    evidence = check["measured"]["own-implementation"]
     assert evidence["static"] == [] and any("scaled_dot_product" in op for op in evidence["dynamic"]), evidence
     assert "scaled_dot_product" in check["message"] and check["score"] == 0
 

@@ -26,7 +26,7 @@ from grader.assignments import AssignmentSpec
 from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS
 from grader.data import SEQ2SEQ_FOLDER, make_seq2seq, seq2seq_pairs
 from grader.i18n import Message, msg
-from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, describe_shape, \
+from grader.judge import CheckContext, all_of, CheckDef, Verdict, artifacts, call_problem, compare_tensors, describe_shape, \
     module_check
 from grader.judge.quality import quality_checks
 from grader.judge.requirements import Forbidden, Growth
@@ -325,21 +325,6 @@ def compare_outputs(call_id: str, function: str, outputs: dict[int, str], *, def
         return Verdict("pass", msg("check.matches", function=function))
 
     return CheckDef(check, function=function, needs_reference=True)
-
-
-def all_of(*parts: CheckDef) -> CheckDef:
-    """A check that passes when every part passes (the first failure is the verdict)."""
-
-    def check(ctx: CheckContext) -> Verdict:
-        verdict = Verdict("pass")
-        for part in parts:
-            verdict = part.fn(ctx)
-            if verdict.status != "pass":
-                return verdict
-        return verdict
-
-    functions = tuple(dict.fromkeys(f for p in parts for f in p.functions))
-    return CheckDef(check, function=functions[0] if functions else None, needs_reference=True, also=functions[1:])
 
 
 def _module(call_id: str, cls: str, outputs: dict[int, str], *, weights: dict[int, str] | None = None,

@@ -15,6 +15,8 @@ weight or a swapped axis cannot pass by luck (input size != hidden size != batch
 
 from __future__ import annotations
 
+import functools
+
 import tempfile
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import torch
 
 from grader.assignments import AssignmentSpec
 from grader.i18n import msg
-from grader.judge import (CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check,
+from grader.judge import (CheckContext, all_of, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check,
                           output_check)
 from grader.judge.properties import Output, property_check, tensor_problem
 from grader.judge.quality import quality_checks
@@ -169,20 +171,7 @@ CALLS = [
 
 # --- implementation checks -------------------------------------------------------------------------
 
-def _all(*parts: CheckDef) -> CheckDef:
-    """A check that passes when every part passes (the first failure is reported)."""
-
-    def check(ctx: CheckContext) -> Verdict:
-        verdicts = []
-        for part in parts:
-            verdicts.append(part.fn(ctx))
-            if verdicts[-1].status != "pass":
-                return verdicts[-1]
-        return verdicts[0]  # the first part's message: the main case
-
-    functions = tuple(dict.fromkeys(f for p in parts for f in p.functions))
-    return CheckDef(check, function=functions[0], needs_reference=any(p.needs_reference for p in parts),
-                    also=functions[1:])
+_all = functools.partial(all_of, report="first")  # the first part's message: the main case
 
 
 GATES = (("i", "w5l_input_gate", 0.0, 1.0), ("f", "w5l_forget_gate", 0.0, 1.0),
@@ -322,18 +311,7 @@ GATE_COLUMNS = {"gate": str, "mean_abs": float, "std": float, "saturated_frac": 
 FLOW_COLUMNS = {"model": str, "step": int, "grad_norm": float}
 
 
-def _tables(ctx: CheckContext, folder: str, file: str, columns: dict, name: str):
-    """(submitted rows, produced rows, None) or (..., a failing verdict)."""
-    copies = artifacts.copies(ctx, folder)
-    if copies.submitted is None:
-        return None, None, Verdict("fail", msg("art.folder_missing", folder=folder))
-    mine, problem = artifacts.read_table(copies.submitted.get(file), columns, name=name)
-    if problem:
-        return None, None, Verdict("fail", problem)
-    ours, problem = artifacts.read_table(copies.produced.get(file), columns, name=name)
-    if problem:
-        return mine, None, Verdict("fail", msg("art.run_did_not_write", name=name, detail=problem))
-    return mine, ours, None
+_tables = artifacts.tables  # (submitted rows, the run's rows, a failing verdict or None)
 
 
 def _forecast_table(ctx: CheckContext) -> Verdict:

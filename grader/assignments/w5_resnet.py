@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from grader.assignments import AssignmentSpec
 from grader.i18n import msg
-from grader.judge import (CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check,
+from grader.judge import (CheckContext, all_of, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check,
                           output_check)
 from grader.judge.quality import quality_checks
 from grader.judge.requirements import Forbidden
@@ -212,22 +212,6 @@ CALLS = _block_calls() + [
 
 
 # --- checks: small helpers -----------------------------------------------------------------------
-
-def all_of(*parts: CheckDef) -> CheckDef:
-    """A check that passes when every part passes (the first failure is reported)."""
-
-    def check(ctx: CheckContext) -> Verdict:
-        verdict = Verdict("pass")
-        for part in parts:
-            verdict = part.fn(ctx)
-            if verdict.status != "pass":
-                return verdict
-        return verdict
-
-    functions = tuple(dict.fromkeys(f for p in parts for f in p.functions))
-    return CheckDef(check, function=functions[0] if functions else None,
-                    needs_reference=any(p.needs_reference for p in parts), also=functions[1:])
-
 
 def _problem(outcome: CallOutcome, function: str, ctx: CheckContext) -> Verdict | None:
     """call_problem, except that a NotImplementedError raised by another function of the template

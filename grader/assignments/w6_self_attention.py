@@ -14,7 +14,7 @@ import torch
 
 from grader.assignments import AssignmentSpec
 from grader.i18n import msg
-from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, output_check
+from grader.judge import CheckContext, all_of, CheckDef, Verdict, artifacts, call_problem, output_check
 from grader.judge.quality import quality_checks
 from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS, Forbidden, Growth
 from grader.probe import ArtifactSpec, ProbeCall
@@ -83,19 +83,6 @@ CALLS = [
     ProbeCall("sparse", "sparse_attention", ("q", "k", "v"), kwargs={"window": 3}),
     ProbeCall("linear", "linear_attention", ("q", "k", "v")),
 ]
-
-
-def _both(first: CheckDef, second: CheckDef) -> CheckDef:
-    """A check that passes when both parts pass (the first failure is reported)."""
-
-    def check(ctx: CheckContext) -> Verdict:
-        for part in (first, second):
-            verdict = part.fn(ctx)
-            if verdict.status != "pass":
-                return verdict
-        return verdict
-
-    return CheckDef(check, function=first.function, needs_reference=True, also=second.functions)
 
 
 _FP16_OUTPUT = output_check("sdpa_fp16", "scaled_dot_product_attention", {0: "output"}, default_tol=FP16)
@@ -257,16 +244,16 @@ CHECKS: dict[str, CheckDef] = {
     "sdpa-fp16": CheckDef(_finite_fp16, function="scaled_dot_product_attention", needs_reference=True),
     "causal-mask": output_check("causal", "causal_mask", {0: "mask"}, default_tol=EXACT),
     "padding-mask": output_check("padding", "padding_mask", {0: "mask"}, default_tol=EXACT, broadcast=True),
-    "combined-mask": _both(
+    "combined-mask": all_of(
         output_check("combine_bool", "combine_masks", {0: "bool_combination"}, default_tol=EXACT, broadcast=True),
         output_check("combine_mixed", "combine_masks", {0: "mixed_combination"}, default_tol=FP32,
                      broadcast=True)),
     "chunked": output_check("chunked", "chunked_attention", {0: "output"}, default_tol=FP32),
     "chunked-ragged": output_check("chunked_ragged", "chunked_attention", {0: "output"}, default_tol=FP32),
     "chunked-mask": output_check("chunked_mask", "chunked_attention", {0: "output"}, default_tol=FP32),
-    "bonus-flash": _both(output_check("flash", "flash_attention", {0: "causal_output"}, default_tol=FP32),
+    "bonus-flash": all_of(output_check("flash", "flash_attention", {0: "causal_output"}, default_tol=FP32),
                          output_check("flash_full", "flash_attention", {0: "output"}, default_tol=FP32)),
-    "bonus-sparse": _both(output_check("local_mask", "local_attention_mask", {0: "mask"}, default_tol=EXACT),
+    "bonus-sparse": all_of(output_check("local_mask", "local_attention_mask", {0: "mask"}, default_tol=EXACT),
                           output_check("sparse", "sparse_attention", {0: "output"}, default_tol=FP32)),
     "bonus-linear": output_check("linear", "linear_attention", {0: "output"}, default_tol=FP32),
     "benchmark-results": CheckDef(_benchmark_results),

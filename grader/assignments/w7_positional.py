@@ -27,7 +27,7 @@ import torch
 from grader.assignments import AssignmentSpec
 from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS
 from grader.i18n import Message, msg
-from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check
+from grader.judge import CheckContext, all_of, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check
 from grader.judge.encodings import (describe_relative_bias, describe_rope, describe_sinusoid, norm_change,
                                     relative_dot_problem, rope_rotate)
 from grader.judge.quality import quality_checks
@@ -172,20 +172,7 @@ def _what(name: str | Message, function: str) -> Message:
     return msg("compare.what", name=label, function=function)
 
 
-def _all(*parts: CheckDef) -> CheckDef:
-    """A check that passes when every part passes (the first failure is reported)."""
-
-    def check(ctx: CheckContext) -> Verdict:
-        verdict = Verdict("pass")
-        for part in parts:
-            verdict = part.fn(ctx)
-            if verdict.status != "pass":
-                return verdict
-        return verdict
-
-    functions = tuple(dict.fromkeys(f for p in parts for f in p.functions))
-    return CheckDef(check, function=functions[0], needs_reference=any(p.needs_reference for p in parts),
-                    also=functions[1:])
+_all = all_of
 
 
 # --- check factories (parameterised by names: the midterm reuses them) -----------------------------
@@ -514,18 +501,7 @@ ACCURACY_SLACK = 0.15     # submitted vs the grader's run (another machine may t
 MEASURED_SLACK = 0.1      # the run's table vs the judge's evaluation of the same models (other samples)
 
 
-def _tables(ctx: CheckContext, folder: str, file: str, columns: dict, name: str):
-    """(submitted rows, produced rows, None) or (..., a failing verdict)."""
-    copies = artifacts.copies(ctx, folder)
-    if copies.submitted is None:
-        return None, None, Verdict("fail", msg("art.folder_missing", folder=folder))
-    mine, problem = artifacts.read_table(copies.submitted.get(file), columns, name=name)
-    if problem:
-        return None, None, Verdict("fail", problem)
-    ours, problem = artifacts.read_table(copies.produced.get(file), columns, name=name)
-    if problem:
-        return mine, None, Verdict("fail", msg("art.run_did_not_write", name=name, detail=problem))
-    return mine, ours, None
+_tables = artifacts.tables  # (submitted rows, the run's rows, a failing verdict or None)
 
 
 def _length_table(ctx: CheckContext) -> Verdict:

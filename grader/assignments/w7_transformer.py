@@ -49,7 +49,7 @@ import torch
 
 from grader.assignments import AssignmentSpec
 from grader.i18n import Message, msg
-from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check
+from grader.judge import CheckContext, all_of, CheckDef, Verdict, artifacts, call_problem, compare_tensors, module_check
 from grader.judge.attention_maps import map_problem
 from grader.judge.quality import notebook_code, quality_checks
 from grader.judge.requirements import FUSED_ATTENTION_APIS, FUSED_ATTENTION_OPS, Forbidden
@@ -480,20 +480,7 @@ def _output(ctx: CheckContext, call_id: str, index: int = 0) -> torch.Tensor | N
     return outputs[index] if index < len(outputs) else None
 
 
-def _all(*parts: CheckDef) -> CheckDef:
-    """Passes when every part passes (the first failure is the verdict; the last part's message)."""
-
-    def check(ctx: CheckContext) -> Verdict:
-        verdict = Verdict("pass")
-        for part in parts:
-            verdict = part.fn(ctx)
-            if verdict.status != "pass":
-                return verdict
-        return verdict
-
-    functions = tuple(dict.fromkeys(f for p in parts for f in p.functions))
-    return CheckDef(check, function=functions[0] if functions else None,
-                    needs_reference=any(p.needs_reference for p in parts), also=functions[1:])
+_all = all_of  # the midterm imports it under this name
 
 
 def exact_module_check(call_ids: tuple[str, ...], class_name: str, outputs: dict[int, str], *,
@@ -936,17 +923,7 @@ METRICS_COLUMNS = {"split": str, "bleu": float, "loss": float}
 DECODING_COLUMNS = {"strategy": str, "beam_size": int, "alpha": float, "bleu": float, "mean_length": float}
 
 
-def _tables(ctx: CheckContext, folder: str, file: str, columns: dict, name: str):
-    copies = artifacts.copies(ctx, folder)
-    if copies.submitted is None:
-        return None, None, Verdict("fail", msg("art.folder_missing", folder=folder))
-    mine, problem = artifacts.read_table(copies.submitted.get(file), columns, name=name)
-    if problem:
-        return None, None, Verdict("fail", problem)
-    ours, problem = artifacts.read_table(copies.produced.get(file), columns, name=name)
-    if problem:
-        return mine, None, Verdict("fail", msg("art.run_did_not_write", name=name, detail=problem))
-    return mine, ours, None
+_tables = artifacts.tables  # (submitted rows, the run's rows, a failing verdict or None)
 
 
 def _close(mine: list[dict], ours: list[dict], keys: tuple[str, ...], column: str, tolerance: float,

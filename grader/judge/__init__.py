@@ -239,6 +239,24 @@ def module_check(call_id: str, class_name: str, outputs: dict[int, str], *, defa
     return CheckDef(check, function=class_name, needs_reference=True)
 
 
+def all_of(*parts: CheckDef, report: str = "last") -> CheckDef:
+    """A check that passes when every part passes. The first failure is the verdict; when all
+    pass, the message is the last part's (`report="first"`: the first part's, the main case).
+    The requirements of every part's functions gate it."""
+
+    def check(ctx: CheckContext) -> Verdict:
+        verdicts = []
+        for part in parts:
+            verdicts.append(part.fn(ctx))
+            if verdicts[-1].status != "pass":
+                return verdicts[-1]
+        return verdicts[0] if report == "first" else verdicts[-1]
+
+    functions = tuple(dict.fromkeys(f for p in parts for f in p.functions))
+    return CheckDef(check, function=functions[0] if functions else None,
+                    needs_reference=any(p.needs_reference for p in parts), also=functions[1:])
+
+
 # --- the judge's entry point ------------------------------------------------------------------
 
 def _quote(value) -> str:

@@ -152,6 +152,23 @@ def read_table(data: bytes | None, columns: dict[str, type], *, name: str) -> tu
     return rows, None
 
 
+def tables(ctx, folder: str, file: str, columns: dict[str, type], name: str):
+    """(submitted rows, rows the grader's run wrote, None), or with a failing Verdict third: the
+    folder or the submitted table missing or malformed, or the run not writing a valid table."""
+    from grader.judge import Verdict
+
+    found = copies(ctx, folder)
+    if found.submitted is None:
+        return None, None, Verdict("fail", msg("art.folder_missing", folder=folder))
+    mine, problem = read_table(found.submitted.get(file), columns, name=name)
+    if problem:
+        return None, None, Verdict("fail", problem)
+    ours, problem = read_table(found.produced.get(file), columns, name=name)
+    if problem:
+        return mine, None, Verdict("fail", msg("art.run_did_not_write", name=name, detail=problem))
+    return mine, ours, None
+
+
 def compare_tables(submitted: list[dict], produced: list[dict], keys: tuple[str, ...],
                    figures: dict[str, float], *, name: str) -> Message | None:
     """None when the submitted table agrees with the one the grader's run produced: the same rows
