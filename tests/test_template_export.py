@@ -253,9 +253,10 @@ def test_the_grading_step_decodes_to_the_reporters_json(exported, tmp_path):
                                        "(json|classroom|junit|gradescope, written by grader.formats.write_format)"
     document = run_grading_step(solved_copy(exported, tmp_path / "repo"), tmp_path, [BIN])
     assert document["status"] == "pass", [t for t in document["tests"] if t["status"] != "pass"]
-    assert len(document["tests"]) == len(RUBRIC.items)
+    assert len(document["tests"]) == len(RUBRIC.items) + 1  # one per rubric item, and the summary
     # a student's installation: hidden checks and the answer key are pending (score 0, not failures)
-    public_auto = sum(i.points for i in RUBRIC.items if i.kind == "check" and i.visibility == "public")
+    # Classroom's points are the assignment's points earned so far; the bonus is reported apart
+    public_auto = sum(i.points for i in RUBRIC.items if i.kind == "check" and i.visibility == "public" and not i.bonus)
     assert sum(t["score"] for t in document["tests"]) == pytest.approx(public_auto)
 
 
