@@ -158,16 +158,7 @@ RESULTS = "performance_benchmark/results.csv"
 
 
 def _tables(ctx: CheckContext) -> tuple[list[dict] | None, list[dict] | None, Verdict | None]:
-    folder = artifacts.copies(ctx, "performance_benchmark")
-    if folder.submitted is None:
-        return None, None, Verdict("fail", msg("art.folder_missing", folder="performance_benchmark"))
-    mine, problem = artifacts.read_table(folder.submitted.get("results.csv"), BENCHMARK_COLUMNS, name=RESULTS)
-    if problem:
-        return None, None, Verdict("fail", problem)
-    ours, problem = artifacts.read_table(folder.produced.get("results.csv"), BENCHMARK_COLUMNS, name=RESULTS)
-    if problem:
-        return mine, None, Verdict("fail", msg("art.run_did_not_write", name=RESULTS, detail=problem))
-    return mine, ours, None
+    return artifacts.tables(ctx, "performance_benchmark", "results.csv", BENCHMARK_COLUMNS, RESULTS)
 
 
 def _benchmark_results(ctx: CheckContext) -> Verdict:
