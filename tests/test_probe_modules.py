@@ -159,3 +159,38 @@ def test_module_check_compares_outputs_gradients_and_variants_and_names_loading_
     expected["mlp/grad/param/fc2.bias"] = [expected["mlp/grad/param/fc2.bias"][0] + 0.5]
     wrong_grad = module_check("mlp", "MLP", {0: "output"}, default_tol=tol, grads=True).fn(ctx)
     assert wrong_grad.status == "fail" and "fc2.bias" in str(wrong_grad.message.params["what"].params["name"])
+
+
+WORK = '''
+import torch
+import torch.nn.functional as F
+
+
+def work(x, w, images, kernels):
+    """Matmuls of several kinds, a linear layer, a convolution and an einsum."""
+    a = torch.tanh(x @ w)                                  # mm
+    b = torch.bmm(a.unsqueeze(0), a.T.unsqueeze(0))        # bmm
+    c = F.linear(a, w[:6], torch.ones(6))                  # addmm
+    d = F.conv2d(images, kernels, padding=1)               # convolution
+    e = torch.einsum("ij,kj->ik", c, c)                    # bmm through einsum
+    return b.sum() + d.sum() + e.sum()
+'''
+
+
+def test_measured_flops_are_those_of_torchs_flop_counter():
+    """The probe counts FLOPs in its own dispatch mode (FlopCounterMode's inner mode would import
+    torch._dynamo, 1.5 s, on its first use); the counts must be FlopCounterMode's, op for op."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(3)
+    inputs = {"x": torch.randn(12, 10, generator=g), "w": torch.randn(10, 9, generator=g),
+              "images": torch.randn(2, 3, 8, 8, generator=g), "kernels": torch.randn(4, 3, 3, 3, generator=g)}
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(WORK, "<cell 1>", "exec"), namespace)  # noqa: S102 - our own test code
+    report = run_probe(namespace, [ProbeCall("m", "work", ("x", "w", "images", "kernels"), measure=True)], inputs)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        namespace["work"](*(inputs[k].clone() for k in ("x", "w", "images", "kernels")))
+    expected = counter.get_total_flops()
+    assert expected > 2 * 12 * 10 * 9  # the convolution and the matmuls are all in it
+    assert report.calls["m"].measured["flops"] == expected

@@ -4,7 +4,8 @@
 # data (safetensors + JSON). The verdicts are made later, outside, by the judge.
 # The results leave as one display output of this cell (a private MIME type), which the runner
 # process picks out of the kernel's messages: no file is written that other code could rewrite
-# or pre-place. Placeholders __PLAN__ and __INPUTS__ are filled in by build_probe_source.
+# or pre-place. The call's two arguments (the plan and the inputs) are filled in by
+# build_probe_source, on the last line only.
 #
 # Order matters (nothing student-controlled may carry hidden data back):
 #   1. the artifacts the notebook's run wrote, and the ANSWERS dict, are read first, before any
@@ -34,7 +35,6 @@ def __grader_probe(plan, inputs_b64):
     from safetensors.torch import save as save_tensors
     from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
 
     namespace = globals()
 
@@ -118,37 +118,73 @@ def __grader_probe(plan, inputs_b64):
                 self.seen.add("torch:" + str(name))
             return func(*args, **(kwargs or {}))
 
+    def tensors_in(value, found=None, depth=0):
+        # The tensors among an operator's arguments or results (lists, tuples, dicts of them):
+        # torch's pytree flattening does the same, several times slower, on every operator.
+        found = [] if found is None else found
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif depth < 4 and isinstance(value, (list, tuple)):
+            for item in value:
+                tensors_in(item, found, depth + 1)
+        elif depth < 4 and isinstance(value, dict):
+            for item in value.values():
+                tensors_in(item, found, depth + 1)
+        return found
+
     class Operators(TorchDispatchMode):
         """Names of the ATen operators run; with `tally`, the bytes of tensor storages the call
-        allocated that are alive at once (peak), the largest one, and the elements produced."""
+        allocated that are alive at once (peak), the largest one, the elements produced, and the
+        FLOPs by torch's own formulas (torch.utils.flop_counter's registry, which is what
+        FlopCounterMode counts with: matmuls, convolutions, fused attention)."""
 
-        def __init__(self, seen, tally=False):
+        @classmethod
+        def _should_skip_dynamo(cls):
+            # torch wraps a mode's __torch_dispatch__ in dynamo.disable unless told otherwise, and
+            # the wrapper imports torch._dynamo on first use: ~1.5 s, for a mode that never
+            # compiles anything. (FlopCounterMode's own inner mode is wrapped: hence our counting.)
+            return False
+
+        def __init__(self, seen, tally=False, flop_formulas=None):
             super().__init__()
             self.seen, self.tally = seen, tally
-            self.live = self.peak = self.elements = 0
+            self.live = self.peak = self.elements = self.flops = 0
             self.largest = (0, [])
             self.counted = set()
+            self.flop_formulas = flop_formulas or {}
 
         def _free(self, key, nbytes):
             self.counted.discard(key)
             self.live -= nbytes
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
             if len(self.seen) < max_ops:
                 self.seen.add(func.name())
-            out = func(*args, **(kwargs or {}))
+            if self.tally and func._overloadpacket not in self.flop_formulas:
+                # As FlopCounterMode does: an operator without a formula may decompose into ones
+                # with a formula (and those come back through this mode).
+                try:
+                    with self:
+                        decomposed = func.decompose(*args, **kwargs)
+                except Exception:  # noqa: BLE001 - no decomposition: run it as it is
+                    decomposed = NotImplemented
+                if decomposed is not NotImplemented:
+                    return decomposed
+            out = func(*args, **kwargs)
             if self.tally:
                 try:
+                    formula = self.flop_formulas.get(func._overloadpacket)
+                    if formula is not None:
+                        self.flops += int(formula(*args, **kwargs, out_val=out))
                     self._count(args, kwargs, out)
                 except Exception:  # noqa: BLE001 - bookkeeping must never fail the student's call
                     pass
             return out
 
         def _count(self, args, kwargs, out):
-            owned = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
-            for t in tree_flatten(out)[0]:
-                if not isinstance(t, torch.Tensor):
-                    continue
+            owned = {id(t.untyped_storage()) for t in tensors_in((args, kwargs))}
+            for t in tensors_in(out):
                 self.elements += t.numel()
                 storage = t.untyped_storage()
                 key = id(storage)
@@ -310,6 +346,7 @@ def __grader_probe(plan, inputs_b64):
         return None
 
     calls, tensors = {}, {}
+    flop_formulas = None  # torch's FLOP formulas, imported with the first measuring call
     previous = signal.signal(signal.SIGALRM, on_alarm)
     # The probe's calls are small: one thread each is as fast, and immune to a loaded machine's
     # thread contention (many tiny matmuls under an OpenMP barrier). Restored afterwards.
@@ -329,8 +366,9 @@ def __grader_probe(plan, inputs_b64):
             continue
         entry = {"status": "ok", "types": []}
         seen = set()
-        operators = Operators(seen, tally=measuring)
-        flops = None
+        if measuring and flop_formulas is None:
+            from torch.utils.flop_counter import flop_registry as flop_formulas
+        operators = Operators(seen, tally=measuring, flop_formulas=flop_formulas)
         started = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, plan["call_timeout_s"])
         quiet = contextlib.ExitStack()
@@ -340,13 +378,7 @@ def __grader_probe(plan, inputs_b64):
         try:
             with quiet:
                 cuda_base = measure_cuda_start() if measuring else None
-                if measuring:
-                    from torch.utils.flop_counter import FlopCounterMode
-
-                    flops = FlopCounterMode(display=False)
                 with contextlib.ExitStack() as modes:
-                    if flops is not None:
-                        modes.enter_context(flops)
                     modes.enter_context(Functions(seen))
                     modes.enter_context(operators)
                     if kind == "module":
@@ -358,7 +390,7 @@ def __grader_probe(plan, inputs_b64):
                     else:
                         run_function(call, entry, tensors, measuring)
                 if measuring and entry.get("status") == "ok":
-                    entry["measured"] = {"flops": int(flops.get_total_flops()), "elements": int(operators.elements),
+                    entry["measured"] = {"flops": int(operators.flops), "elements": int(operators.elements),
                                          "peak_bytes": int(operators.peak), "largest_bytes": int(operators.largest[0]),
                                          "largest_shape": operators.largest[1][:8], "device": "cpu"}
                     if cuda_base is not None:
