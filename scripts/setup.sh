@@ -30,4 +30,7 @@ fi
 # The CPU wheel (the project itself accepts a range, for GPU runners with CUDA builds).
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# An editable install is not byte-compiled by pip, and PYTHONDONTWRITEBYTECODE (set on some
+# machines) stops Python doing it on import: compile once here, not on every `grade`.
+.venv/bin/python -m compileall -q grader >/dev/null
 touch .venv/.installed

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import yaml
-
+from grader import yamlio
 from grader.errors import UsageError
 
 CIFAR_FOLDER = "cifar-10-batches-bin"
@@ -98,7 +97,7 @@ def series_config() -> tuple[str, str, str]:
     course = Path(__file__).resolve().parents[2] / "course.yaml"
     config = {}
     if course.is_file():
-        config = ((yaml.safe_load(course.read_text(encoding="utf-8")) or {}).get("data") or {}).get("series") or {}
+        config = ((yamlio.safe_load(course.read_text(encoding="utf-8")) or {}).get("data") or {}).get("series") or {}
     return (str(config.get("file", "timeseries.csv")), str(config.get("date_column", "date")),
             str(config.get("value_column", "value")))
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from grader import yamlio
 
 LANGUAGES = ("ko", "en")
 CATALOG_DIR = Path(__file__).resolve().parent
@@ -27,7 +27,7 @@ CATALOG_DIR = Path(__file__).resolve().parent
 def catalog(lang: str) -> dict[str, str]:
     if lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
-    return yaml.safe_load((CATALOG_DIR / f"{lang}.yaml").read_text(encoding="utf-8")) or {}
+    return yamlio.safe_load((CATALOG_DIR / f"{lang}.yaml").read_text(encoding="utf-8")) or {}
 
 
 def default_language() -> str:
@@ -38,7 +38,7 @@ def default_language() -> str:
         return configured
     course = CATALOG_DIR.parents[1] / "course.yaml"
     if course.is_file():
-        language = (yaml.safe_load(course.read_text(encoding="utf-8")) or {}).get("language")
+        language = (yamlio.safe_load(course.read_text(encoding="utf-8")) or {}).get("language")
         if language in LANGUAGES:
             return language
     return "ko"

@@ -7,6 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from grader import yamlio
+
 from grader.errors import RubricError, UsageError
 from grader.rubric.models import CRITERIA, Rubric
 
@@ -35,7 +37,7 @@ def load_rubric(path: Path) -> Rubric:
     if not path.is_file():
         raise UsageError(f"no rubric at {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlio.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RubricError(str(path), [f"(yaml): {exc}"]) from None
     try:

@@ -32,6 +32,7 @@ import jinja2
 import yaml
 
 import grader
+from grader import yamlio
 from grader.errors import GraderError, UsageError
 
 FILES = Path(__file__).resolve().parent
@@ -78,7 +79,7 @@ def _text(value, *, both: bool = True) -> str:
 
 def _public_rubric(path: Path) -> dict:
     """The rubric as students may see it: the TA's guidance for free-text items left out."""
-    rubric = yaml.safe_load(path.read_text(encoding="utf-8"))
+    rubric = yamlio.safe_load(path.read_text(encoding="utf-8"))
     for item in rubric.get("items", []):
         if item.get("kind") == "manual":
             item["guidance"] = ""
