@@ -13,5 +13,13 @@ YAMLError = yaml.YAMLError
 
 
 def safe_load(text: str):
-    """Like `yaml.safe_load`: plain data only (no Python objects), raising yaml.YAMLError."""
-    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, C or Python
+    """Like `yaml.safe_load`: plain data only (no Python objects), raising yaml.YAMLError.
+
+    A document libyaml refuses goes to the pure-Python loader, which decides (and words the
+    error): libyaml lacks some escapes that PyYAML writes, e.g. "\\L" for U+2028."""
+    if SafeLoader is yaml.SafeLoader:
+        return yaml.safe_load(text)
+    try:
+        return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - libyaml's safe loader
+    except yaml.YAMLError:
+        return yaml.safe_load(text)

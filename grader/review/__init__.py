@@ -57,7 +57,6 @@ from typing import Any, Callable, Iterator, Mapping
 
 import yaml
 
-from grader import yamlio
 from grader.errors import UsageError
 from grader.i18n import LANGUAGES
 
@@ -615,7 +614,7 @@ def parse_scores(path: Path) -> tuple[str | None, dict[str, Any]]:
     """(reviewer or None, {student: {item: entry}}) from a scores YAML file (format above)."""
     path = Path(path)
     try:
-        data = yamlio.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReviewError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
