@@ -265,11 +265,13 @@ def _draw_figures(checks: list[dict], out_dir: Path | None, lang: str) -> None:
         pair = check.pop("_figure", None)
         if pair is None or out_dir is None:
             continue
-        from grader.report.figures import render_comparison
+        from grader.report.figures import AXES, render_comparison
 
+        actual, expected, kind = (*pair, "matrix")[:3]
         labels = (render(msg("figure.yours"), lang), render(msg("figure.expected"), lang))
+        axes = tuple(render(msg(label), lang) for label in AXES.get(kind, AXES["matrix"]))
         name = f"figures/{check['id']}.png"
-        render_comparison(pair[0], pair[1], out_dir / name, labels=labels, title=check["title"])
+        render_comparison(actual, expected, out_dir / name, labels=labels, title=check["title"], axes=axes)
         check["figure"] = name
 
 

@@ -521,3 +521,37 @@ def test_input_not_mutated(tmp_path):
     write_reports(result, tmp_path)
     render_summary(result, Console(record=True, width=120))
     assert result == before
+
+
+def test_a_figures_axes_say_what_its_rows_and_columns_are(tmp_path, monkeypatch):
+    """Attention maps are labelled query/key, encodings position/dimension, anything else row and
+    column, in the report's language; plots from artifact folders (RGB pictures) have no axes."""
+    import numpy as np
+
+    import grader.report.figures as figures
+    from grader.pipeline import _draw_figures
+
+    drawn = {}
+
+    def capture(actual, expected, path, *, labels, title, axes=None):
+        drawn[path.name] = axes
+        return path
+
+    monkeypatch.setattr(figures, "render_comparison", capture)
+    square = np.zeros((3, 3))
+    checks = [{"id": "maps", "title": "t", "_figure": (square, square, "attention")},
+              {"id": "table", "title": "t", "_figure": (square, square, "encoding")},
+              {"id": "plain", "title": "t", "_figure": (square, square)}]
+    _draw_figures(checks, tmp_path, "en")
+    assert drawn == {"maps.png": ("key j", "query i"), "table.png": ("dimension", "position"),
+                     "plain.png": ("column", "row")}
+    assert [c["figure"] for c in checks] == ["figures/maps.png", "figures/table.png", "figures/plain.png"]
+    _draw_figures([{"id": "maps", "title": "t", "_figure": (square, square, "attention")}], tmp_path, "ko")
+    assert drawn["maps.png"] == ("키 j", "쿼리 i")
+    monkeypatch.undo()
+
+    picture = np.full((40, 60, 3), 255, dtype=np.uint8)
+    picture[10:30, 10:50] = 0
+    path = figures.render_comparison(picture, picture, tmp_path / "plots.png", labels=("a", "b"), title="p",
+                                     axes=("column", "row"))
+    assert path.read_bytes().startswith(b"\x89PNG")

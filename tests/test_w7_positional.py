@@ -392,10 +392,11 @@ def test_a_wrong_sinusoid_is_described_in_words_and_pictured_beside_the_expected
     verdict = _verdict(material, "sinusoidal", {"sin": CallOutcome("ok", outputs=[swapped])})
     assert verdict.status == "fail"
     assert str(verdict.message).startswith("the encoding of position 0, dimension 0 is cos where sin is expected")
-    mine, expected = verdict.figure
-    assert mine.shape == expected.shape == (64, 24)
+    mine, expected, kind = verdict.figure
+    assert mine.shape == expected.shape == (64, 24) and kind == "encoding"   # axes: position, dimension
     assert abs(float(mine[0, 0]) - 1.0) < 1e-6 and abs(float(expected[0, 0])) < 1e-6   # cos 0 beside sin 0
-    picture = render_comparison(mine, expected, tmp_path / "figure.png", labels=("yours", "expected"), title="sin")
+    picture = render_comparison(mine, expected, tmp_path / "figure.png", labels=("yours", "expected"), title="sin",
+                                axes=("dimension", "position"))
     assert picture.read_bytes().startswith(b"\x89PNG")
 
     halves = sinusoidal_table(64, 24, layout="halves").float()

@@ -255,7 +255,7 @@ def _figure(actual: torch.Tensor | None, expected: torch.Tensor | None) -> tuple
     if actual is None or expected is None:
         return None
     pair = (slice_2d(actual.detach().float()), slice_2d(expected.detach().float()))
-    return pair if pair[0] is not None and pair[1] is not None else None
+    return (*pair, "attention") if pair[0] is not None and pair[1] is not None else None
 
 
 def _returned(ctx: CheckContext, call_id: str, function: str) -> tuple[object, Verdict | None]:

@@ -145,14 +145,15 @@ COST_CALLS = (
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _pair(actual: torch.Tensor | None, expected: torch.Tensor | None) -> tuple | None:
-    """The report's picture: the first 2-D slice of the student's tensor beside the expected one."""
+def _pair(actual: torch.Tensor | None, expected: torch.Tensor | None, kind: str = "encoding") -> tuple | None:
+    """The report's picture: the first 2-D slice of the student's tensor beside the expected one
+    (`kind` names its axes: an encoding's positions and dimensions by default)."""
     from grader.report.figures import slice_2d
 
     if actual is None or expected is None or not actual.is_floating_point():
         return None
     pair = (slice_2d(actual.double()), slice_2d(expected.double()))
-    return pair if pair[0] is not None and pair[1] is not None else None
+    return (*pair, kind) if pair[0] is not None and pair[1] is not None else None
 
 
 def _with_words(diagnosis: Message | None, detail: Message) -> Message:
@@ -260,7 +261,7 @@ def relative_bias_check(call_id: str, class_name: str, table_key: str, *, grads:
         actual = outcome.outputs[0]
         words = describe_relative_bias(actual, ctx.inputs[table_key]) if actual is not None else None
         expected = ctx.expected[call_id][0] if ctx.expected and call_id in ctx.expected else None
-        return Verdict("fail", _with_words(words, verdict.message), figure=_pair(actual, expected) or verdict.figure)
+        return Verdict("fail", _with_words(words, verdict.message), figure=_pair(actual, expected, "attention") or verdict.figure)
 
     return CheckDef(check, function=class_name, needs_reference=True)
 
@@ -313,7 +314,7 @@ def attention_check(calls: tuple[tuple[str, dict], ...], function: str, diagnose
                 if message:
                     words = diagnose(ctx, call_id, outcome.outputs[0])
                     return Verdict("fail", _with_words(words, message),
-                                   figure=_pair(outcome.outputs[1], ctx.expected[call_id][1]))
+                                   figure=_pair(outcome.outputs[1], ctx.expected[call_id][1], "attention"))
         return Verdict("pass", msg("check.matches", function=function))
 
     return CheckDef(check, function=function, needs_reference=True)
@@ -440,7 +441,7 @@ def compress_check(call_id: str, function: str, shape: tuple[int, int], rank: in
         message = compare_tensors(product, expected, Tolerance(atol=1e-3, rtol=1e-3),
                                   _what(msg("name.w7p_reconstruction"), function))
         if message:
-            return Verdict("fail", message, figure=_pair(product, expected))
+            return Verdict("fail", message, figure=_pair(product, expected, "matrix"))
         return Verdict("pass", msg("w7p.compress_ok", rank=rank, values=shape[0] * shape[1],
                                    stored=rank * (shape[0] + shape[1])))
 

@@ -619,7 +619,8 @@ def mask_problem(actual: torch.Tensor, expected: torch.Tensor, what: Message) ->
     row = lead[0] if lead else 0
     text = "w7t.mask_allows" if bool(actual[index]) else "w7t.mask_blocks"
     message = msg(text, what=what, query=query, key=key, row=row, count=len(wrong), total=expected.numel())
-    return message, (_plane(actual[lead]) if lead else _plane(actual), _plane(expected[lead]) if lead else _plane(expected))
+    return message, (_plane(actual[lead]) if lead else _plane(actual), _plane(expected[lead]) if lead else _plane(expected),
+                     "attention")
 
 
 def _plane(t: torch.Tensor):

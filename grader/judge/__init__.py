@@ -27,7 +27,7 @@ class Verdict:
     message: Message | str = ""  # rendered in the reader's language by judge()
     fraction: float = 1.0       # share of the item's points earned when status is pass (partial credit)
     cell: int | None = None
-    figure: tuple | None = None  # (student's 2-D slice, expected 2-D slice) to draw for a failure
+    figure: tuple | None = None  # (student's 2-D slice, expected 2-D slice[, kind of axes]) for a failure
 
 
 @dataclass
@@ -146,11 +146,18 @@ def compare_tensors(actual: torch.Tensor | None, expected: torch.Tensor, tol: To
     return None
 
 
-def _figure(actual: torch.Tensor | None, expected: torch.Tensor) -> tuple | None:
+# The picture's axes by the name of the output it shows (grader.report.figures.AXES).
+FIGURE_KINDS = {"weights": "attention", "mask": "attention", "causal_output": "attention",
+                "bool_combination": "attention", "mixed_combination": "attention",
+                "w6m_maps": "attention", "w7t_self_weights": "attention", "w7t_cross_weights": "attention",
+                "w7p_encoding": "encoding"}
+
+
+def _figure(actual: torch.Tensor | None, expected: torch.Tensor, kind: str = "matrix") -> tuple | None:
     from grader.report.figures import slice_2d
 
     pair = (slice_2d(actual), slice_2d(expected))
-    return pair if pair[0] is not None and pair[1] is not None else None
+    return (*pair, kind) if pair[0] is not None and pair[1] is not None else None
 
 
 def output_check(call_id: str, function: str, outputs: dict[int, str], *, default_tol: Tolerance,
@@ -181,7 +188,8 @@ def output_check(call_id: str, function: str, outputs: dict[int, str], *, defaul
                 # the weights, whose pattern says more than the output's numbers.
                 shown = max(outputs)
                 pictured = outcome.outputs[shown] if shown < len(outcome.outputs) else actual
-                return Verdict("fail", message, figure=_figure(pictured, ctx.expected[call_id][shown]))
+                return Verdict("fail", message, figure=_figure(pictured, ctx.expected[call_id][shown],
+                                                               FIGURE_KINDS.get(outputs[shown], "matrix")))
         return Verdict("pass", msg("check.matches", function=function))
 
     return CheckDef(check, function=function, needs_reference=True)
@@ -215,7 +223,8 @@ def module_check(call_id: str, class_name: str, outputs: dict[int, str], *, defa
                 return Verdict("fail", msg("check.not_a_tensor", what=what(name), type=outcome.types[index]))
             message = compare_tensors(actual, ctx.expected[call_id][index], tol, what(name))
             if message:
-                return Verdict("fail", message, figure=_figure(actual, ctx.expected[call_id][index]))
+                return Verdict("fail", message, figure=_figure(actual, ctx.expected[call_id][index],
+                                                               FIGURE_KINDS.get(name, "matrix")))
         if grads:
             wanted = sorted(key[len(call_id) + 6:] for key in ctx.expected if key.startswith(f"{call_id}/grad/"))
             for name in wanted:

@@ -34,6 +34,11 @@ def _slice(tensor: torch.Tensor, lead: tuple[int, ...]):
     return slice_2d(plane)
 
 
+def _pictures(actual: torch.Tensor, expected: torch.Tensor, lead: tuple[int, ...]) -> tuple:
+    """The report's picture of one map: query rows, key columns."""
+    return _slice(actual, lead), _slice(expected, lead), "attention"
+
+
 def _where(lead: tuple[int, ...]) -> str:
     """"batch 1, head 2" for a (B, H, T, S) map; the leading indices otherwise."""
     if len(lead) == 2:
@@ -56,27 +61,27 @@ def map_problem(actual: torch.Tensor | None, expected: torch.Tensor, tol: Tolera
         index = tuple(int(i) for i in nonfinite.nonzero()[0])
         lead, (i, j) = index[:lead_dims], index[lead_dims:]
         return msg("w6m.map_nonfinite", what=what, count=int(nonfinite.sum()), query=i, key=j,
-                   where=_where(lead)), (_slice(actual, lead), _slice(expected, lead))
+                   where=_where(lead)), _pictures(actual, expected, lead)
     leak = (e == 0) & (a.abs() > BLOCKED_WEIGHT)
     if leak.any():
         index = tuple(int(i) for i in leak.nonzero()[0])
         lead, (i, j) = index[:lead_dims], index[lead_dims:]
         return msg("w6m.map_leak", what=what, query=i, key=j, mask=mask_name, weight=f"{float(a[index]):.3g}",
-                   where=_where(lead), count=int(leak.sum())), (_slice(actual, lead), _slice(expected, lead))
+                   where=_where(lead), count=int(leak.sum())), _pictures(actual, expected, lead)
     blocked = (e > BLOCKED_WEIGHT) & (a == 0)
     if blocked.any():
         index = tuple(int(i) for i in blocked.nonzero()[0])
         lead, (i, j) = index[:lead_dims], index[lead_dims:]
         return msg("w6m.map_blocked", what=what, query=i, key=j, mask=mask_name, where=_where(lead),
                    expected=f"{float(e[index]):.3g}", count=int(blocked.sum())), \
-            (_slice(actual, lead), _slice(expected, lead))
+            _pictures(actual, expected, lead)
     sums = a.sum(dim=-1)
     off = (sums - 1.0).abs() > ROW_SUM_ATOL
     if off.any():
         index = tuple(int(i) for i in off.nonzero()[0])
         lead, i = index[:lead_dims], index[lead_dims]
         return msg("w6m.map_row_sum", what=what, query=i, total=f"{float(sums[index]):.4g}", where=_where(lead),
-                   count=int(off.sum()), rows=sums.numel()), (_slice(actual, lead), _slice(expected, lead))
+                   count=int(off.sum()), rows=sums.numel()), _pictures(actual, expected, lead)
     message = compare_tensors(actual, expected, tol, what)
     if message is None:
         return None, None
@@ -85,4 +90,4 @@ def map_problem(actual: torch.Tensor | None, expected: torch.Tensor, tol: Tolera
     lead, (i, j) = index[:lead_dims], index[lead_dims:]
     return msg("w6m.map_values", what=what, query=i, key=j, where=_where(lead), got=f"{float(a[index]):.4g}",
                expected=f"{float(e[index]):.4g}", shape=describe_shape(actual)), \
-        (_slice(actual, lead), _slice(expected, lead))
+        _pictures(actual, expected, lead)

@@ -8,6 +8,14 @@ from pathlib import Path
 
 MAX_SIDE = 64  # a slice larger than this is cropped: the pattern shows at the top-left corner
 
+# What a picture's axes are, by kind (message ids of the x and y labels). A check's figure is
+# (student's, expected) or (student's, expected, kind); without a kind the axes say row and column.
+AXES = {
+    "attention": ("figure.axis.key", "figure.axis.query"),       # weights / masks: (query i, key j)
+    "encoding": ("figure.axis.dimension", "figure.axis.position"),  # (position, dimension) tables
+    "matrix": ("figure.axis.column", "figure.axis.row"),
+}
+
 
 def slice_2d(tensor):
     """The first (B, H) slice of a tensor as a small 2-D float array, or None."""
@@ -17,8 +25,10 @@ def slice_2d(tensor):
     return plane.float().cpu().numpy()
 
 
-def render_comparison(actual, expected, path: Path, *, labels: tuple[str, str], title: str) -> Path:
-    """Two heat maps side by side (same colour scale), saved as a PNG."""
+def render_comparison(actual, expected, path: Path, *, labels: tuple[str, str], title: str,
+                      axes: tuple[str, str] | None = None) -> Path:
+    """Two heat maps side by side (same colour scale), saved as a PNG. `axes`: the x and y labels
+    of a heat map; a picture (an (H, W, 3) plot from an artifact folder) is shown without axes."""
     import warnings
 
     import matplotlib
@@ -41,8 +51,11 @@ def render_comparison(actual, expected, path: Path, *, labels: tuple[str, str], 
         image = axis.imshow(np.where(np.isfinite(data), data, np.nan), cmap="viridis", vmin=low,
                             vmax=high if high > low else low + 1, interpolation="nearest")
         axis.set_title(label, fontsize=10)
-        axis.set_xlabel("key j")
-        axis.set_ylabel("query i")
+        if data.ndim == 3:
+            axis.axis("off")
+        elif axes is not None:
+            axis.set_xlabel(axes[0])
+            axis.set_ylabel(axes[1])
     fig.colorbar(image, ax=axes, shrink=0.8)
     fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
