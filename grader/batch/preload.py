@@ -61,9 +61,28 @@ def preload_enabled() -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _dispositions() -> dict[int, object]:
+    """Every signal's Python-level handler (SIG_DFL, SIG_IGN or a Python function)."""
+    found = {}
+    for sig in signal.valid_signals():
+        try:
+            found[sig] = signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+# What this interpreter started with, taken before any import can change it: a fresh `python`
+# keeps the dispositions it was started with where they are SIG_IGN (`nohup` ignores SIGHUP, and
+# so does every `grade` started under it), and otherwise has every signal at its default except
+# SIGPIPE and SIGXFSZ ignored and SIGINT raising KeyboardInterrupt.
+_AT_START = _dispositions()
+
+
 def fresh_interpreter_signals() -> None:
-    """Give this process the signal dispositions a fresh `python` starts with: every signal at
-    its default, except SIGPIPE and SIGXFSZ ignored and SIGINT raising KeyboardInterrupt.
+    """Give this process the signal dispositions a fresh `python` started like this one starts
+    with (`_AT_START`): every signal at its default, except SIGPIPE and SIGXFSZ ignored, SIGINT
+    raising KeyboardInterrupt, and what the parent had ignored still ignored.
 
     Why it matters: `grade` writes the probe into its sandbox's stdin from a thread, a write
     that blocks while the notebook runs (the pipe holds 64 KiB and the runner reads the probe
@@ -74,13 +93,15 @@ def fresh_interpreter_signals() -> None:
     for sig in signal.valid_signals():
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
+        ignored = _AT_START.get(sig) is signal.SIG_IGN
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
         except (OSError, ValueError):  # real-time signals the C library keeps for itself
             pass
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT is `grade`'s Ctrl-C
+    if _AT_START.get(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT is `grade`'s Ctrl-C
 
 
 def _grade_in_child(request: dict) -> None:
