@@ -159,12 +159,15 @@ def grade_submission(path: Path, out_dir: Path | None, options: GradeOptions | N
             material = prepare_probe(spec, staff, seed, data_dir=data_dir)
             prepared.update(staff=staff, material=material)
             # What the end of the run needs and can be made now, while the notebook still runs:
-            # the report templates and the executed-notebook renderer (compiled once per process).
+            # the report templates and the executed-notebook renderer (compiled once per process),
+            # and what the judge asks of the submitted code alone (remembered).
             try:
+                from grader.judge import warm_static
                 from grader.report import warm_up as warm_reports
 
+                warm_static(notebook, spec.requirements, submission_root=submission.root, artifacts=spec.artifacts)
                 warm_reports(lang)
-                warm_up()
+                warm_up(notebook)
             except Exception:  # noqa: BLE001 - a warm-up is an optimisation, never a failure
                 pass
             return build_probe_source(material.calls, material.inputs, paths, device=options.device,
@@ -275,11 +278,15 @@ def _draw_figures(checks: list[dict], out_dir: Path | None, lang: str) -> None:
         check["figure"] = name
 
 
-def warm_up() -> None:
-    """Do once what every grading does first (grader.batch.preload calls this before forking)."""
+def warm_up(notebook: dict | None = None) -> None:
+    """Do once what every grading does first (grader.batch.preload calls this before forking);
+    with a notebook, also render its Markdown cells for the executed notebook's page."""
     from grader.report.notebook_html import warm_up as warm_notebook_pages
+    from grader.report.notebook_html import warm_up_markdown
 
     warm_notebook_pages()
+    if notebook is not None:
+        warm_up_markdown(notebook)
 
 
 def printable_path(path: Path | str) -> str:

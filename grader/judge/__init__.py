@@ -160,6 +160,27 @@ def _figure(actual: torch.Tensor | None, expected: torch.Tensor, kind: str = "ma
     return (*pair, kind) if pair[0] is not None and pair[1] is not None else None
 
 
+def warm_static(notebook: dict, requirements: list, *, submission_root: Path | None = None,
+                artifacts=None) -> None:
+    """Ask now what the judge will ask of the submission alone (the static layer of the
+    requirements, lint, docstrings, the submitted plots): the answers are remembered, and the
+    pipeline calls this while the notebook runs, so that judging after the run does not wait."""
+    from grader.judge import artifacts as artifact_files
+    from grader.judge.quality import docstring_coverage, lint
+    from grader.judge.requirements import forbidden_scope
+    from grader.judge.static_api import find_forbidden
+
+    roots, apis = forbidden_scope(requirements or [])
+    if roots and apis:
+        find_forbidden(notebook, roots, apis)
+    lint(notebook)
+    docstring_coverage(notebook)
+    if submission_root is not None and artifacts is not None:
+        for folder in artifacts.folders:
+            for data in (artifact_files.submitted_files(submission_root, folder, (".png",)) or {}).values():
+                artifact_files.inspect_png(data)
+
+
 def output_check(call_id: str, function: str, outputs: dict[int, str], *, default_tol: Tolerance,
                  broadcast: bool = False, n_outputs: int | None = None) -> CheckDef:
     """A check that compares outputs `{index: name}` of one call with the expected values."""

@@ -4,6 +4,7 @@ which the student's code could have rewritten): lint, docstrings, and a clean to
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 
@@ -54,13 +55,19 @@ class _Collect(Reporter):
         self.messages.append((message.lineno, message.message % message.message_args))
 
 
+@functools.lru_cache(maxsize=8)
+def _pyflakes(code: str) -> tuple[tuple[int, str], ...]:
+    # Remembered: the pipeline lints the submitted code while the notebook runs (grader.judge.warm_static).
+    reporter = _Collect()
+    pyflakes_check(code, "notebook", reporter)
+    return tuple(reporter.messages)
+
+
 def lint(notebook: dict) -> list[str]:
     """pyflakes findings as 'cell N, line L: message' (unused imports, undefined names, ...)."""
     code, where = notebook_code(notebook)
-    reporter = _Collect()
-    pyflakes_check(code, "notebook", reporter)
     findings = []
-    for lineno, message in reporter.messages:
+    for lineno, message in _pyflakes(code):
         loc = where[lineno - 1] if 0 < lineno <= len(where) else None
         findings.append(f"cell {loc.cell}, line {loc.line}: {message}" if loc else message)
     return findings
@@ -75,23 +82,35 @@ def docstring_coverage(notebook: dict, only: set[str] | None = None) -> tuple[in
     """(documented, total, undocumented names) over the functions and classes the student wrote
     (stubs still raising NotImplementedError are not counted); with `only`, over those names."""
     code, _ = notebook_code(notebook)
+    documented, total, missing = 0, 0, []
+    for name, has_docstring in _definitions(code):
+        if only is not None and name not in only:
+            continue
+        total += 1
+        if has_docstring:
+            documented += 1
+        else:
+            missing.append(name)
+    return documented, total, missing
+
+
+@functools.lru_cache(maxsize=8)
+def _definitions(code: str) -> tuple[tuple[str, bool], ...]:
+    """(name, has a docstring) of every public function and class the code defines, stubs still
+    raising NotImplementedError left out; remembered like `_pyflakes`."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:
-        return 0, 0, []
-    documented, total, missing = 0, 0, []
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ()
+    found = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(node):
                 continue
-            if node.name.startswith("_") or (only is not None and node.name not in only):
+            if node.name.startswith("_"):
                 continue
-            total += 1
-            if ast.get_docstring(node):
-                documented += 1
-            else:
-                missing.append(node.name)
-    return documented, total, missing
+            found.append((node.name, bool(ast.get_docstring(node))))
+    return tuple(found)
 
 
 def function_cells(notebook: dict) -> dict[str, int]:

@@ -155,16 +155,20 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+def forbidden_scope(requirements: list[Requirement]) -> tuple[list[str], list[str]]:
+    """(functions, APIs) that the static layer looks through and for, over every Forbidden."""
+    forbidden = [r for r in requirements if isinstance(r, Forbidden)]
+    return sorted({f for r in forbidden for f in r.functions}), sorted({a for r in forbidden for a in r.apis})
+
+
 def evaluate(requirements: list[Requirement], ctx) -> dict[tuple[str, str], Outcome]:
     """Every requirement, judged for every function it covers: {(requirement id, function): outcome}."""
     results: dict[tuple[str, str], Outcome] = {}
-    forbidden = [r for r in requirements if isinstance(r, Forbidden)]
+    roots, apis = forbidden_scope(requirements)
     static_uses: list = []
-    if forbidden:
+    if roots:
         from grader.judge.static_api import find_forbidden
 
-        roots = sorted({f for r in forbidden for f in r.functions})
-        apis = sorted({a for r in forbidden for a in r.apis})
         try:
             static_uses = find_forbidden(ctx.notebook, roots, apis)
         except Exception:  # noqa: BLE001 - the dynamic layer still judges; never crash on student code

@@ -35,6 +35,7 @@ library at top level is allowed).
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import warnings
 from collections import deque
@@ -144,10 +145,14 @@ def _assemble(source: dict | str) -> tuple[list[str], list[tuple[int | None, int
     offset of its piece: its line n is the module's line offset+n, that is lines[offset+n-1],
     written in cell where[offset+n-1][0] at line where[offset+n-1][1]. (Offsets rather than
     ast.increment_lineno, which would walk every node again: most of the time on a notebook.)"""
+    return _assemble_units(_cell_sources(source))
+
+
+def _assemble_units(units) -> tuple[list[str], list[tuple[int | None, int]], list[tuple[ast.stmt, int]]]:
     lines: list[str] = []
     where: list[tuple[int | None, int]] = []
     body: list[tuple[ast.stmt, int]] = []
-    for cell, text in _cell_sources(source):
+    for cell, text in units:
         unit = _split_lines(text)
         tree = _parse(text)
         pieces = [(0, unit, tree)] if tree is not None else [
@@ -497,16 +502,27 @@ def _store_names(node: ast.AST) -> list[str]:
 def find_forbidden(source: dict | str, roots: Iterable[str], forbidden: Iterable[str]) -> list[ApiUse]:
     """Every use of a `forbidden` API in the code the `roots` reach, one per (root, api,
     resolved, line). `source` is a notebook dict (nbformat 4) or a module's Python source.
-    Never raises: what cannot be parsed or analysed is left out."""
-    found: list[ApiUse] = []
+    Never raises: what cannot be parsed or analysed is left out.
+
+    Remembered for the last few notebooks: the pipeline asks once while the notebook runs (the
+    submitted code is known before the run) and the judge's question afterwards costs nothing."""
     try:
         forbidden = [forbidden] if isinstance(forbidden, str) else forbidden
-        forbidden = [f.strip() for f in forbidden if isinstance(f, str) and f.strip()]
+        forbidden = tuple(f.strip() for f in forbidden if isinstance(f, str) and f.strip())
         roots = [roots] if isinstance(roots, str) else roots
-        roots = list(dict.fromkeys(r for r in roots if isinstance(r, str) and r))
+        roots = tuple(dict.fromkeys(r for r in roots if isinstance(r, str) and r))
         if not forbidden or not roots:
-            return found
-        lines, where, body = _assemble(source)
+            return []
+        return list(_find_forbidden(tuple(_cell_sources(source)), roots, forbidden))
+    except Exception:  # noqa: BLE001 - a static hint must never take the grading down
+        return []
+
+
+@functools.lru_cache(maxsize=8)
+def _find_forbidden(units: tuple, roots: tuple[str, ...], forbidden: tuple[str, ...]) -> tuple[ApiUse, ...]:
+    found: list[ApiUse] = []
+    try:
+        lines, where, body = _assemble_units(units)
         analyser = _Analyser(body, forbidden)
 
         def use(root: str, api: str, resolved: str, lineno: int, via: tuple[str, ...]) -> None:
@@ -540,4 +556,4 @@ def find_forbidden(source: dict | str, roots: Iterable[str], forbidden: Iterable
                         queue.append((ref, via + (ref.name,)))
     except Exception:  # noqa: BLE001 - a static hint must never take the grading down
         pass
-    return found
+    return tuple(found)

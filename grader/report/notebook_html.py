@@ -276,6 +276,19 @@ def _protect_math(source: str) -> tuple[str, str, list[str]]:
 
 def markdown_html(source: str, attachments: dict | None = None) -> str:
     """A Markdown text (a cell, a text/markdown output) -> clean HTML."""
+    if not attachments:
+        return _markdown_remembered(source)
+    return _markdown_html(source, attachments)
+
+
+@functools.lru_cache(maxsize=256)
+def _markdown_remembered(source: str) -> str:
+    # The submitted Markdown cells are rendered while the notebook runs (warm_up_markdown); the
+    # executed notebook's page then finds them here. Same text, same clean HTML.
+    return _markdown_html(source, None)
+
+
+def _markdown_html(source: str, attachments: dict | None) -> str:
     protected, nonce, maths = _protect_math(source)
     rendered = _markdown_it().render(protected)
     if maths:
@@ -485,6 +498,19 @@ def executed_notebook_html(notebook: dict, target: Path, *, lang: str | None = N
     tmp.write_text(page, encoding="utf-8", newline="\n")
     os.replace(tmp, target)  # a reader never sees half a page
     return target.name
+
+
+def warm_up_markdown(notebook: dict) -> None:
+    """Render the notebook's Markdown cells now (remembered for its page after the run)."""
+    budget = MAX_MARKDOWN_CHARS
+    for cell in notebook.get("cells", []):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "markdown" or cell.get("attachments"):
+            continue
+        source = _source(cell.get("source"))
+        budget -= len(source)
+        if budget < 0:
+            return
+        markdown_html(source)
 
 
 def warm_up() -> None:
