@@ -67,7 +67,7 @@ class ImageFacts:
     pixels: object = None    # an (H, W, 3) uint8 numpy array, for the report's picture
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)  # a plot's pixels are up to 1600 x 1600 x 3 bytes
 def inspect_png(data: bytes) -> ImageFacts:
     """Is this a real plot: a PNG that decodes, of a sensible size, with something drawn on it?
 
@@ -87,6 +87,7 @@ def inspect_png(data: bytes) -> ImageFacts:
             if width > 1600 or height > 1600:
                 rgb.thumbnail((1600, 1600))
             pixels = np.asarray(rgb, dtype=np.uint8)
+            pixels.setflags(write=False)  # shared by every caller (remembered)
     except Exception:  # noqa: BLE001 - untrusted bytes: any decoding problem is a reason
         return ImageFacts(False, msg("art.undecodable"))
     if min(width, height) < MIN_PLOT_PIXELS or max(width, height) > MAX_PLOT_PIXELS:
