@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
-from markupsafe import Markup, escape
 
 from grader.batch.names import printable
-from grader.i18n import LANGUAGES, default_language, translate
-from grader.report import _num, fmt_points  # one number formatting for the reports and the gradebook
+from grader.i18n import LANGUAGES, default_language, html_gettext_for, translate
+from grader.report import finite_number, fmt_points  # one number formatting for the reports and the gradebook
 
 
 __all__ = ["GradebookRow", "row_from_result", "write_gradebook", "render_summary_html", "write_summary",
@@ -118,20 +117,20 @@ def row_from_result(student: str, result: dict) -> GradebookRow:
     submission has not been graded yet (its 0 would read as a mark)."""
     status = str(result.get("status") or "error")
     row = GradebookRow(student=student, status=status, assignment=result.get("assignment"),
-                       max_score=_num(result.get("max_score")) or None, result=result)
+                       max_score=finite_number(result.get("max_score")) or None, result=result)
     if status == "graded":
         criteria = result.get("criteria") if isinstance(result.get("criteria"), dict) else {}
-        row.criteria = {name: _num(c.get("score")) or 0.0 for name, c in criteria.items() if isinstance(c, dict)}
-        row.score = _num(result.get("score"))
-        row.bonus = _num(result.get("bonus"))
-        row.pending = sum(_num(c.get("pending")) or 0.0 for c in criteria.values() if isinstance(c, dict))
+        row.criteria = {name: finite_number(c.get("score")) or 0.0 for name, c in criteria.items() if isinstance(c, dict)}
+        row.score = finite_number(result.get("score"))
+        row.bonus = finite_number(result.get("bonus"))
+        row.pending = sum(finite_number(c.get("pending")) or 0.0 for c in criteria.values() if isinstance(c, dict))
         row.execution, row.reason = _execution_reason(result)
         from grader.rubric.policy import totals
 
         policy = totals(result)
         row.bonus_max, row.bonus_pending = policy.bonus_max, policy.bonus_pending
         groups = result.get("groups") if isinstance(result.get("groups"), dict) else {}
-        row.groups = {str(g): _num(v.get("score")) or 0.0 for g, v in groups.items() if isinstance(v, dict)}
+        row.groups = {str(g): finite_number(v.get("score")) or 0.0 for g, v in groups.items() if isinstance(v, dict)}
     else:
         row.reason = _one_line(result.get("reason") or "no reason given")
     return row
@@ -266,7 +265,7 @@ def _assignment_view(assignment: str | None, rows: list[GradebookRow], t=_englis
     criteria = []
     for name in _criteria_columns(graded):
         values = [r.criteria[name] for r in graded if name in r.criteria]
-        maxima = [_num((r.result.get("criteria") or {}).get(name, {}).get("max_score")) for r in graded]
+        maxima = [finite_number((r.result.get("criteria") or {}).get(name, {}).get("max_score")) for r in graded]
         maxima = [m for m in maxima if m]
         if values:
             mean, top = statistics.fmean(values), maxima[0] if maxima else 0.0
@@ -300,23 +299,6 @@ def _text_gettext(lang: str):
         return translate(text, lang, **params)
 
     return t
-
-
-def _html_gettext(lang: str):
-    """The template's `_`: the catalog's text escaped, then its {placeholders} filled with escaped
-    values (Markup values, e.g. a `{% set %}` block of the template, are kept), as Jinja's i18n
-    extension does with autoescaping. Student ids and reasons stay inert."""
-
-    def gettext(text: str, **params: Any) -> Markup:
-        template = escape(translate(text, lang))  # no params: the catalog's text as it is
-        if not params:
-            return template
-        try:
-            return template.format(**params)
-        except (KeyError, IndexError, ValueError):
-            return template
-
-    return gettext
 
 
 def _problem_reason(row: GradebookRow, t) -> str:
@@ -374,7 +356,7 @@ def _environment(lang: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["points"] = fmt_points
-    env.globals["_"] = _html_gettext(lang)  # texts from the message catalogs (grader/i18n)
+    env.globals["_"] = html_gettext_for(lang)  # texts from the message catalogs (grader/i18n)
     return env
 
 

@@ -83,6 +83,24 @@ def render(value: Any, lang: str) -> str:
     return "" if value is None else str(value)
 
 
+def html_gettext_for(lang: str):
+    """The `_` of an autoescaping page template: the catalog's text escaped, then its
+    {placeholders} filled with escaped values (Markup values, e.g. a `{% set %}` block, are kept),
+    as Jinja's i18n extension does with autoescaping. Student ids and reasons stay inert."""
+    from markupsafe import escape
+
+    def gettext(text: str, **params: Any):
+        template = escape(translate(text, lang))  # no params: the catalog's text as it is
+        if not params:
+            return template
+        try:
+            return template.format(**params)
+        except (KeyError, IndexError, ValueError):
+            return template
+
+    return gettext
+
+
 def gettext_for(lang: str):
     """A gettext-style callable for Jinja's i18n extension: `_("Checks")`, `_("{n} passed", n=3)`."""
 

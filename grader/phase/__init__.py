@@ -139,16 +139,6 @@ def _one_line(text: Any, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _result_folders(batch_dir: Path) -> list[Path]:
     """The student folders of a batch (non-hidden folders with a result.json, no links), or a
     UsageError that says what the folder is instead."""
@@ -456,19 +446,8 @@ def build_phase_view(report: PhaseReport, *, lang: str) -> dict:
 
 def _environment(lang: str):
     import jinja2
-    from markupsafe import Markup, escape
 
-    from grader.i18n import translate
-
-    def gettext(text: str, **params: Any) -> Markup:
-        # The catalog's text escaped, then its {placeholders} filled with escaped values.
-        template = escape(translate(text, lang))
-        if not params:
-            return template
-        try:
-            return template.format(**params)
-        except (KeyError, IndexError, ValueError):
-            return template
+    from grader.i18n import html_gettext_for
 
     try:
         loader: jinja2.BaseLoader = jinja2.PackageLoader("grader.phase", "templates")
@@ -476,7 +455,7 @@ def _environment(lang: str):
         loader = jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates"))
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals["_"] = gettext
+    env.globals["_"] = html_gettext_for(lang)
     return env
 
 

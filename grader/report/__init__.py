@@ -77,7 +77,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # --------------------------------------------------------------------------------------------
 
 
-def _num(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """A finite float, or None for anything else (missing, null, NaN, a string...)."""
     if isinstance(value, bool) or value is None:
         return None
@@ -90,7 +90,7 @@ def _num(value: Any) -> float | None:
 
 def fmt_points(value: Any) -> str:
     """24.5 -> '24.5', 30.0 -> '30', 0.125 -> '0.13', None -> '—'."""
-    f = _num(value)
+    f = finite_number(value)
     if f is None:
         return "—"
     if abs(f) >= 1e6:
@@ -207,8 +207,8 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool, t) -> dict[str, 
     answer = raw.get("answer")
     guidance = raw.get("guidance")
     manual = answer is not None or guidance is not None
-    score = _num(raw.get("score"))
-    max_score = _num(raw.get("max_score"))
+    score = finite_number(raw.get("score"))
+    max_score = finite_number(raw.get("max_score"))
     pending = status == "pending"
     if pending:
         points = t("{points} pts pending", points=fmt_points(max_score))
@@ -246,7 +246,7 @@ def _check_view(raw: dict[str, Any], *, include_guidance: bool, t) -> dict[str, 
 def _score_row(key: str, label: str, c: dict[str, Any]) -> dict[str, Any]:
     """One bar of a score chart (a criterion, or a part of a rubric with groups): earned,
     pending (awaiting review), not earned."""
-    score, max_score, pending = _num(c.get("score")), _num(c.get("max_score")), _num(c.get("pending"))
+    score, max_score, pending = finite_number(c.get("score")), finite_number(c.get("max_score")), finite_number(c.get("pending"))
     score_ratio = _ratio(score, max_score)
     pending_ratio = max(0.0, _ratio((score or 0.0) + (pending or 0.0), max_score) - score_ratio)
     return {
@@ -334,7 +334,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
             )
     bonus_checks = [ch for ch in checks if ch["bonus"]]
 
-    bonus, bonus_max = _num(result.get("bonus")), _num(result.get("bonus_max"))
+    bonus, bonus_max = finite_number(result.get("bonus")), finite_number(result.get("bonus_max"))
     if bonus_checks:
         groups.append(
             {
@@ -381,7 +381,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
         "backend": _text(ex.get("backend")).strip(),
         "isolation": _text(ex.get("isolation")).strip(),
         "network": "" if network is None else (t("on") if network else t("off")),
-        "duration": fmt_points(ex.get("duration_s")) + " s" if _num(ex.get("duration_s")) is not None else "",
+        "duration": fmt_points(ex.get("duration_s")) + " s" if finite_number(ex.get("duration_s")) is not None else "",
         "problems": problems,
     }
 
@@ -452,10 +452,10 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
         "status_label": t(STATUS_LABELS[status]) if status in STATUS_LABELS else _humanize(status),
         "reason": reason,
         "notice": notice,
-        "has_score": _num(result.get("score")) is not None or _num(result.get("max_score")) is not None,
+        "has_score": finite_number(result.get("score")) is not None or finite_number(result.get("max_score")) is not None,
         "score": fmt_points(result.get("score")),
         "max_score": fmt_points(result.get("max_score")),
-        "score_pct": round(_ratio(_num(result.get("score")), _num(result.get("max_score"))) * 100, 1),
+        "score_pct": round(_ratio(finite_number(result.get("score")), finite_number(result.get("max_score"))) * 100, 1),
         "has_bonus": bonus_max is not None and bonus_max > 0 or bonus is not None and bonus > 0,
         "bonus": fmt_points(bonus),
         "bonus_max": fmt_points(bonus_max),
@@ -470,7 +470,7 @@ def build_view(result: dict[str, Any], *, include_guidance: bool = False, lang: 
         "execution": execution,
         "submission": submission,
         "executed_notebook": executed_notebook,
-        "duration": fmt_points(result.get("duration_s")) + " s" if _num(result.get("duration_s")) is not None else "",
+        "duration": fmt_points(result.get("duration_s")) + " s" if finite_number(result.get("duration_s")) is not None else "",
         "grader_version": _text(result.get("grader_version")).strip(),
     }
 

@@ -47,10 +47,10 @@ from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from grader.errors import UsageError
-from grader.i18n import LANGUAGES, default_language, render, translate
+from grader.i18n import LANGUAGES, default_language, html_gettext_for, render, translate
 from grader.review import (
     REVIEWS_NAME, SINGLE, ReviewError, _clean_reviewer, _load_rubric, _manual_ids, answer_sha256, apply_batch_reviews,
     find_results, pending_items,
@@ -569,26 +569,10 @@ class _HttpError(Exception):
         self.status, self.message = status, message
 
 
-def _html_gettext(lang: str) -> Callable[..., Markup]:
-    """The templates' `_`: the catalog's text escaped, then its {placeholders} filled with escaped
-    values (Markup values, such as a counter's <span>, are kept)."""
-
-    def gettext(text: str, **params: Any) -> Markup:
-        template = escape(translate(text, lang))
-        if not params:
-            return template
-        try:
-            return template.format(**params)
-        except (KeyError, IndexError, ValueError):
-            return template
-
-    return gettext
-
-
 def _environment(lang: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals["_"] = _html_gettext(lang)
+    env.globals["_"] = html_gettext_for(lang)
     env.filters["points"] = _fmt
     env.filters["answer"] = render_answer
     env.filters["q"] = lambda s: quote(str(s), safe="")

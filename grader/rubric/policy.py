@@ -19,30 +19,13 @@ So everywhere (the feedback report, the gradebook, the phase grade, Classroom, G
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
+from grader.report import finite_number as _number
+from grader.report import fmt_points as _points
 from grader.rubric.models import SHEET_BONUS_MAX_POINTS
 
 __all__ = ["SHEET_BONUS_MAX_POINTS", "Totals", "totals", "summary_text", "item_note"]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _points(value: float) -> str:
-    """24.5 -> '24.5', 30.0 -> '30' (the reports' formatting)."""
-    from grader.report import fmt_points
-
-    return fmt_points(value)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup, escape
 
-from grader.i18n import LANGUAGES, default_language, render, translate
+from grader.i18n import LANGUAGES, default_language, html_gettext_for, render, translate
 from grader.similarity import CSV_NAME, HTML_NAME
 from grader.similarity.collect import IMAGE_HASH_SIZE
 
@@ -157,21 +156,6 @@ def build_view(report, lang: str) -> dict:
     }
 
 
-def _html_gettext(lang: str):
-    """The template's `_`: the catalog's text escaped, then its {placeholders} filled with escaped
-    values (Markup values are kept), as grader.batch.gradebook does for summary.html."""
-
-    def gettext(text: str, **params: Any) -> Markup:
-        template = escape(translate(text, lang))
-        if not params:
-            return template
-        try:
-            return template.format(**params)
-        except (KeyError, IndexError, ValueError):
-            return template
-
-    return gettext
-
 
 def _environment(lang: str) -> jinja2.Environment:
     try:
@@ -180,7 +164,7 @@ def _environment(lang: str) -> jinja2.Environment:
         loader = jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates"))
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals["_"] = _html_gettext(lang)
+    env.globals["_"] = html_gettext_for(lang)
     return env
 
 
