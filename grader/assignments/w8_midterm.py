@@ -42,7 +42,7 @@ from grader.assignments import w7_transformer as w7t
 from grader.assignments.w7_positional import sinusoidal_check
 from grader.i18n import msg
 from grader.judge import CheckContext, CheckDef, Verdict, artifacts, call_problem
-from grader.judge.quality import lint, quality_checks
+from grader.judge.quality import lint, lint_verdict, quality_checks
 from grader.judge.requirements import Forbidden
 from grader.judge.static_api import find_forbidden
 from grader.probe import ArtifactSpec, ProbeCall
@@ -437,12 +437,7 @@ def _package_lint(ctx: CheckContext) -> Verdict:
         return Verdict("fail", msg("cq.nothing"))
     findings = [f"{name}, {finding.removeprefix('cell 1, ')}" for name, source in files
                 for finding in lint(package_notebook([(name, source)]))]
-    if not findings:
-        return Verdict("pass", msg("cq.lint_clean"))
-    fraction = max(0.0, 1.0 - len(findings) / 5)
-    shown = "; ".join(findings[:5]) + (f"; … +{len(findings) - 5}" if len(findings) > 5 else "")
-    return Verdict("pass" if fraction > 0 else "fail", msg("cq.lint_findings", count=len(findings), shown=shown),
-                   fraction=fraction)
+    return lint_verdict(findings)
 
 
 CHECKS: dict[str, CheckDef] = {

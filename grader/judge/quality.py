@@ -126,6 +126,19 @@ def function_cells(notebook: dict) -> dict[str, int]:
     return found
 
 
+def lint_verdict(findings: list[str]):
+    """The lint item's verdict: full points without findings, a fifth less for each one."""
+    from grader.i18n import msg
+    from grader.judge import Verdict
+
+    if not findings:
+        return Verdict("pass", msg("cq.lint_clean"))
+    fraction = max(0.0, 1.0 - len(findings) / 5)
+    shown = "; ".join(findings[:5]) + (f"; … +{len(findings) - 5}" if len(findings) > 5 else "")
+    return Verdict("pass" if fraction > 0 else "fail", msg("cq.lint_findings", count=len(findings), shown=shown),
+                   fraction=fraction)
+
+
 # --- the code-quality checks every assignment uses -------------------------------------------
 # Each is `proportional`: the judge scales its points by the share of the implementation that
 # really works, so that quality is measured on work that is there.
@@ -150,13 +163,7 @@ def _checks():
     def lint_check(ctx) -> Verdict:
         if not any(o.status == "ok" for o in ctx.probe.calls.values()):
             return Verdict("fail", msg("cq.nothing"))
-        findings = lint(ctx.notebook)
-        if not findings:
-            return Verdict("pass", msg("cq.lint_clean"))
-        fraction = max(0.0, 1.0 - len(findings) / 5)
-        shown = "; ".join(findings[:5]) + (f"; … +{len(findings) - 5}" if len(findings) > 5 else "")
-        return Verdict("pass" if fraction > 0 else "fail", msg("cq.lint_findings", count=len(findings), shown=shown),
-                       fraction=fraction)
+        return lint_verdict(lint(ctx.notebook))
 
     def docstrings_of(functions: tuple[str, ...]):
         def check(ctx) -> Verdict:
